@@ -1,0 +1,27 @@
+# Two commands do all set-up on a fresh machine: `make demo` (the main job) and `make test`.
+# Both create .venv and install the core and every plugin in it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PLUGINS := $(wildcard plugins/*)
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]" $(foreach p,$(PLUGINS),-e $(p))
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/python demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,47 @@
+"""epics-meta-devices: turn recording and processing steps into EPICS devices.
+
+``import epics_meta_devices as emd``; write a device by subclassing `MetaDevice` and decorating
+it with `register_device_type`; reach installed types as ``emd.devices.<group>.<Class>``; drive
+any device with `DeviceClient`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+from ._client import DeviceClient
+from ._config import EmptyConfig
+from ._device import MetaDevice, validate_prefix
+from ._namespace import DeviceNamespace
+from ._plugins import ENTRY_POINT_GROUP, PluginReport, plugin_manager, plugin_reports
+from ._pvs import DevicePV
+from ._registry import DeviceTypeInfo, register_device_type, registry
+from ._state import DeviceError, DeviceState, DeviceTimeout, IllegalTransition
+from .hookspecs import hookimpl
+
+__version__ = importlib.metadata.version("epics-meta-devices")
+
+devices = DeviceNamespace()
+"""Installed device types: ``emd.devices.ping.Ping('p1')``."""
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "DeviceClient",
+    "DeviceError",
+    "DevicePV",
+    "DeviceState",
+    "DeviceTimeout",
+    "DeviceTypeInfo",
+    "EmptyConfig",
+    "IllegalTransition",
+    "MetaDevice",
+    "PluginReport",
+    "__version__",
+    "devices",
+    "hookimpl",
+    "plugin_manager",
+    "plugin_reports",
+    "register_device_type",
+    "registry",
+    "validate_prefix",
+]

@@ -1,0 +1,413 @@
+"""MetaDevice: the base class that turns a Python class into an EPICS (PVAccess) device."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import re
+import socket
+import threading
+import uuid
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+from p4p import Type, Value
+from p4p.client.thread import Context, Subscription
+from p4p.server import Server, StaticProvider
+from p4p.util import ThreadedWorkQueue
+
+from ._config import EmptyConfig, changes_from_put, config_pv_type, config_to_dict, merge_config
+from ._logging import device_logger
+from ._pvs import DevicePV, PutHandler
+from ._registry import registry
+from ._state import STATE_NAMES, DeviceError, DeviceState, check_transition
+
+# EPICS record names allow these characters; a prefix must not end in the ':' we join with.
+_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_\-+\[\]<>;.]+(:[A-Za-z0-9_\-+\[\]<>;.]+)*$")
+MAX_PREFIX_LENGTH = 200
+
+INFO_TYPE = Type(
+    [
+        ("description", "s"),
+        ("version", "s"),
+        ("plugin", "s"),
+        ("plugin_version", "s"),
+        ("core_version", "s"),
+        ("host", "s"),
+        ("pid", "l"),
+        ("start_time", "s"),
+        ("last_error", "s"),
+    ],
+    id="emd:info:1.0",
+)
+
+
+def validate_prefix(prefix: str) -> str:
+    """Return `prefix` if it can prefix EPICS PV names, else raise DeviceError saying why."""
+    if not isinstance(prefix, str) or not prefix:
+        raise DeviceError("device prefix must be a non-empty string")
+    if len(prefix) > MAX_PREFIX_LENGTH:
+        raise DeviceError(f"device prefix is longer than {MAX_PREFIX_LENGTH} characters")
+    if not _PREFIX_PATTERN.match(prefix):
+        raise DeviceError(
+            f"invalid device prefix {prefix!r}: use letters, digits and _-+[]<>;. "
+            "in parts joined by single ':' (no spaces, no leading or trailing ':')"
+        )
+    return prefix
+
+
+def _version_of(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution) if distribution else ""
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+class _ServeAfterInit(type):
+    """Start serving once the whole ``__init__`` chain has run, so a client never sees a device
+    whose own PVs are still missing (subclasses call ``add_pv`` after ``super().__init__``)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        device = super().__call__(*args, **kwargs)
+        device._serve()
+        return device
+
+
+class MetaDevice(metaclass=_ServeAfterInit):
+    """Base class of every device.
+
+    A device serves the default PVs TYPE, STATE, UUID, CONFIG, INFO, ENABLE and CLOSE under its
+    prefix, plus any PVs it adds with `add_pv`. Constructing it starts serving and returns;
+    `wait_closed` blocks until it is closed. Subclasses override the hooks `configure`,
+    `start`, `stop` and `close`; the base class calls them when CONFIG, ENABLE and CLOSE are put
+    and enforces the state machine around them, so a hook that raises refuses the put and leaves
+    state and configuration as they were.
+    """
+
+    device_type: ClassVar[str] = ""
+    """``<group>.<Class>``, set by `register_device_type`."""
+    Config: ClassVar[type] = EmptyConfig
+    """The dataclass declaring this device type's CONFIG fields and their defaults."""
+    description: ClassVar[str] = ""
+    """One line for INFO; defaults to the first line of the class docstring."""
+    version: ClassVar[str] = ""
+    """Version of this device type for INFO; defaults to its plugin's version."""
+    client_class: ClassVar[str] = ""
+    """``module:Class`` of the typed client for this device type (empty: DeviceClient)."""
+    prefix_probe_timeout: ClassVar[float] = 0.3
+    """Seconds to look for another server of the same prefix before serving (loopback: ~20 ms)."""
+
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        server_conf: Mapping[str, str] | None = None,
+    ) -> None:
+        self.prefix = validate_prefix(prefix)
+        self.log = device_logger(self.device_type or type(self).__name__, prefix)
+        self.config = self.Config()
+        self.uuid = str(uuid.uuid4())
+        self._state = DeviceState.created
+        self._last_error = ""
+        self._initial_config = dict(config) if config is not None else None
+        self._server_conf = dict(server_conf) if server_conf is not None else None
+        self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._server: Server | None = None
+        self._client_context: Context | None = None
+        self._subscriptions: list[Subscription] = []
+        self._pvs: dict[str, DevicePV] = {}
+        self._provider = StaticProvider(f"emd:{prefix}")
+        # Handlers of this device run on its own queue: one at a time, and never on p4p's shared
+        # queues, where a blocking client call could deadlock (see P4P notes).
+        self._queue = ThreadedWorkQueue(name=f"emd:{prefix}", maxsize=0, daemon=True)
+        self._started_at = datetime.datetime.now(datetime.timezone.utc)
+
+        self._type_pv = self.add_pv("TYPE", self.device_type or type(self).__name__)
+        self._state_pv = self.add_pv("STATE", 0, choices=STATE_NAMES)
+        self._uuid_pv = self.add_pv("UUID", self.uuid)
+        self._config_type = config_pv_type(self.Config)
+        self._config_pv = self.add_pv(
+            "CONFIG", config_to_dict(self.config), type=self._config_type, on_put=self._put_config
+        )
+        self._info_pv = self.add_pv("INFO", self._info(), type=INFO_TYPE)
+        self._enable_pv = self.add_pv("ENABLE", False, on_put=self._put_enable)
+        self._close_pv = self.add_pv("CLOSE", False, on_put=self._put_close)
+
+    # -- hooks for subclasses -----------------------------------------------------------------
+
+    def configure(self, config: Any) -> None:
+        """Apply `config` (an instance of ``Config``); raise to refuse it. ``self.config`` still
+        holds the previous configuration while this runs."""
+
+    def start(self) -> None:
+        """Called when ENABLE is set True in state ready; raise to refuse."""
+
+    def stop(self) -> None:
+        """Called when ENABLE is set False while running, and before close or error."""
+
+    def close(self) -> None:
+        """Called once when the device closes, before its PVs and monitors are released."""
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+
+    def add_pv(
+        self,
+        name: str,
+        initial: Any = 0.0,
+        *,
+        on_put: PutHandler | None = None,
+        writable: bool = False,
+        type: Type | None = None,
+        choices: Sequence[str] | None = None,
+    ) -> DevicePV:
+        """Serve ``PREFIX:name``. The PV type follows `initial` (float, int, bool, str, list,
+        NumPy array), is an NTEnum when `choices` are given, or a structure with ``type=``.
+
+        ``on_put(value)`` handles puts (raise DeviceError to refuse with a message; post to
+        show the new value); ``writable=True`` stores puts as they are; otherwise read-only.
+        """
+        full_name = f"{self.prefix}:{name}"
+        if full_name in self._pvs:
+            raise DeviceError(f"{full_name} is already served by this device")
+        pv = DevicePV(
+            self, full_name, initial, on_put=on_put, writable=writable, type=type,
+            choices=choices, queue=self._queue,
+        )
+        self._pvs[full_name] = pv
+        self._provider.add(full_name, pv._pv)
+        return pv
+
+    def monitor(
+        self,
+        pv_name: str,
+        callback: Callable[[Value], Any],
+        *,
+        request: str | None = None,
+        on_disconnect: Callable[[Exception], Any] | None = None,
+    ) -> Subscription:
+        """Call ``callback(value)`` on every update of an external PV, until the device closes.
+
+        An exception in `callback` moves the device to error. ``on_disconnect(exc)`` is called
+        when the PV disconnects. Callbacks run on p4p's client workers: do not block in them.
+        """
+
+        def deliver(value: Any) -> None:
+            try:
+                if isinstance(value, Exception):
+                    if on_disconnect is not None:
+                        on_disconnect(value)
+                else:
+                    callback(value)
+            except Exception as exc:
+                self.report_error(exc)
+
+        if self._client_context is None:
+            self._client_context = Context("pva", nt=False)
+        subscription = self._client_context.monitor(
+            pv_name, deliver, request=request, notify_disconnect=True
+        )
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def require_state(self, *states: DeviceState) -> None:
+        """Raise DeviceError unless the device is in one of `states` (for put handlers)."""
+        if self._state not in states:
+            wanted = " or ".join(s.value for s in states)
+            raise DeviceError(f"{self.prefix} must be {wanted} for this (it is {self._state.value})")
+
+    def report_error(self, error: BaseException | str) -> None:
+        """Move the device to error with `error` in INFO.last_error (stopping it if running).
+        For failures outside a put, e.g. in a monitor callback or a worker thread."""
+        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        with self._lock:
+            if self._state is DeviceState.closed:
+                return
+            self.log.error("moving to error: %s", message)
+            if self._state is DeviceState.running:
+                self._call_quietly(self.stop)
+            self._last_error = message
+            self._info_pv.post(self._info())
+            self.state = DeviceState.error
+
+    @property
+    def state(self) -> DeviceState:
+        return self._state
+
+    @state.setter
+    def state(self, new: DeviceState) -> None:
+        """Move to `new` (raises IllegalTransition if the state machine forbids it) and post it."""
+        new = DeviceState(new)
+        with self._lock:
+            check_transition(self._state, new)
+            self._state = new
+            self._state_pv.post(STATE_NAMES.index(new.value))
+            self._enable_pv.post(new is DeviceState.running)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until the device is closed; True if it is, False if `timeout` passed first."""
+        return self._closed.wait(timeout)
+
+    def shutdown(self) -> None:
+        """Close the device from the process that runs it (same as a put of CLOSE=True)."""
+        self._close_device()
+        self._teardown()
+
+    def __enter__(self) -> MetaDevice:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def _serve(self) -> None:
+        self._refuse_if_served_elsewhere()
+        if self._initial_config is not None:
+            self._apply_config(self._initial_config)
+        self._queue.start()
+        self._server = Server(providers=[self._provider], conf=self._server_conf, useenv=True)
+        self.log.info("serving %s (pid %d)", self.device_type, os.getpid())
+
+    def _refuse_if_served_elsewhere(self) -> None:
+        probe = Context("pva", nt=False, conf=self._server_conf, useenv=True)
+        try:
+            other = probe.get(f"{self.prefix}:TYPE", timeout=self.prefix_probe_timeout)
+        except TimeoutError:
+            return
+        finally:
+            probe.close()
+        raise DeviceError(
+            f"prefix {self.prefix!r} is already served by another device "
+            f"(type {other['value']!r}); choose another prefix or close that device"
+        )
+
+    def _info(self) -> dict[str, Any]:
+        # The plugin is the distribution whose entry point registered this type ("" for a
+        # type defined in a script).
+        plugin = registry.get(self.device_type).plugin if self.device_type in registry else ""
+        plugin_version = _version_of(plugin)
+        doc = (type(self).__doc__ or "").strip().splitlines()
+        return {
+            "description": self.description or (doc[0] if doc else ""),
+            "version": self.version or plugin_version,
+            "plugin": plugin,
+            "plugin_version": plugin_version,
+            "core_version": _version_of("epics-meta-devices"),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "start_time": self._started_at.isoformat(timespec="seconds"),
+            "last_error": self._last_error,
+        }
+
+    def _call_quietly(self, hook: Callable[[], Any]) -> None:
+        try:
+            hook()
+        except Exception:
+            self.log.exception("%s() failed", hook.__name__)
+
+    # -- default PV handlers (run on the device's queue) -------------------------------------
+
+    def _apply_config(self, changes: Mapping[str, Any]) -> None:
+        with self._lock:
+            if self._state in (DeviceState.running, DeviceState.closed):
+                raise DeviceError(
+                    f"cannot configure {self.prefix} while {self._state.value}"
+                    + (": disable it first (ENABLE=False)" if self._state is DeviceState.running else "")
+                )
+            new_config = merge_config(self.config, changes)
+            before = self._state
+            try:
+                self.configure(new_config)
+            except Exception as exc:
+                if self._state is not before:  # the hook moved the state itself: undo that
+                    self._state = before
+                    self._state_pv.post(STATE_NAMES.index(before.value))
+                raise self._refusal("configure", exc) from exc
+            self.config = new_config
+            self._config_pv.post(config_to_dict(new_config))
+            if self._state in (DeviceState.created, DeviceState.error):
+                if self._last_error:
+                    self._last_error = ""
+                    self._info_pv.post(self._info())
+                self.state = DeviceState.ready
+            self.log.info("configured: %s", config_to_dict(new_config))
+
+    def _put_config(self, value: Value) -> None:
+        self._apply_config(changes_from_put(value))
+
+    def _put_enable(self, enable: Any) -> None:
+        with self._lock:
+            if bool(enable) and self._state is not DeviceState.running:
+                if self._state is not DeviceState.ready:
+                    hint = {
+                        DeviceState.created: "configure it first (put CONFIG)",
+                        DeviceState.error: "configure it to clear the error (put CONFIG)",
+                    }.get(self._state, "it is closed")
+                    raise DeviceError(f"cannot enable {self.prefix} while {self._state.value}: {hint}")
+                try:
+                    self.start()
+                except Exception as exc:
+                    raise self._refusal("start", exc) from exc
+                self.state = DeviceState.running
+                self.log.info("enabled")
+            elif not bool(enable) and self._state is DeviceState.running:
+                try:
+                    self.stop()
+                except Exception as exc:
+                    raise self._refusal("stop", exc) from exc
+                self.state = DeviceState.ready
+                self.log.info("disabled")
+            else:  # already where the put asks to be: nothing to do, show the truth
+                self._enable_pv.post(self._state is DeviceState.running)
+
+    def _put_close(self, close: Any) -> None:
+        if not bool(close):
+            self._close_pv.post(False)
+            return
+        self._close_device()
+        # The put's reply is sent after this handler returns; tear down after that.
+        threading.Thread(target=self._teardown_after_reply, name=f"close:{self.prefix}").start()
+
+    def _refusal(self, hook: str, exc: Exception) -> DeviceError:
+        message = str(exc) if isinstance(exc, DeviceError) else f"{hook} failed: {type(exc).__name__}: {exc}"
+        self.log.warning("refused: %s", message)
+        self._last_error = message
+        self._info_pv.post(self._info())
+        return DeviceError(message)
+
+    def _close_device(self) -> None:
+        with self._lock:
+            if self._state is DeviceState.closed:
+                return
+            if self._state is DeviceState.running:
+                self._call_quietly(self.stop)
+            self._call_quietly(self.close)
+            self.state = DeviceState.closed
+            self._close_pv.post(True)
+            self.log.info("closed")
+
+    def _teardown_after_reply(self) -> None:
+        self._queue.sync(timeout=5.0)
+        self._teardown()
+
+    def _teardown(self) -> None:
+        """Release everything the device opened: monitors, client context, server, PVs."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            for subscription in self._subscriptions:
+                subscription.close()
+            self._subscriptions.clear()
+            if self._client_context is not None:
+                self._client_context.close()
+                self._client_context = None
+            if self._server is not None:
+                self._server.stop()
+                self._server = None
+            for pv in self._pvs.values():
+                pv.close()
+            self._closed.set()
+        if threading.current_thread() not in self._queue._T:
+            self._queue.stop()

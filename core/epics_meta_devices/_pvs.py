@@ -1,0 +1,140 @@
+"""DevicePV: one PV a device serves, with its type chosen from an initial value and a put policy."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+from p4p import Type, Value
+from p4p.nt import NTEnum, NTScalar
+from p4p.server.thread import SharedPV
+
+from ._state import DeviceError
+
+if TYPE_CHECKING:
+    from p4p.util import WorkQueue
+
+    from ._device import MetaDevice
+
+PutHandler = Callable[[Any], Any]
+
+_SCALAR_CODES: list[tuple[type, str]] = [(bool, "?"), (int, "l"), (float, "d"), (str, "s")]
+
+
+def nt_for(initial: Any, choices: Sequence[str] | None = None) -> NTScalar | NTEnum:
+    """The Normative Type that serves `initial`: NTEnum when `choices` are given, else NTScalar
+    (or NTScalarArray) with a value type taken from the Python or NumPy value."""
+    if choices is not None:
+        return NTEnum()
+    for kind, code in _SCALAR_CODES:
+        if isinstance(initial, kind):  # bool before int: bool is an int subclass
+            return NTScalar(code)
+    if isinstance(initial, np.generic):
+        return NTScalar(np.asarray(initial).dtype.char if initial.dtype.kind != "b" else "?")
+    if isinstance(initial, np.ndarray):
+        return NTScalar("a" + _array_code(initial.dtype))
+    if isinstance(initial, (list, tuple)):
+        if all(isinstance(item, str) for item in initial) and initial:
+            return NTScalar("as")
+        return NTScalar("a" + _array_code(np.asarray(initial if initial else [], dtype=float).dtype))
+    raise TypeError(
+        f"cannot infer a PV type from {initial!r}; pass type= (a p4p Type) for structures"
+    )
+
+
+def _array_code(dtype: np.dtype) -> str:
+    codes = {"f8": "d", "f4": "f", "i8": "l", "i4": "i", "i2": "h", "i1": "b",
+             "u8": "L", "u4": "I", "u2": "H", "u1": "B", "b1": "?"}
+    key = f"{dtype.kind}{dtype.itemsize}"
+    if key not in codes:
+        raise TypeError(f"unsupported array dtype {dtype}")
+    return codes[key]
+
+
+class DevicePV:
+    """A PV served by a device under its prefix.
+
+    Normative-type PVs (made from a Python value) are posted with plain values and get a
+    timestamp on every post; structure PVs (made with ``type=``) are posted with dicts or Values.
+    Puts go to ``on_put`` (which posts if it wants the new value shown), are stored as they are
+    when ``writable=True``, and are refused with a clear message otherwise.
+    """
+
+    def __init__(
+        self,
+        device: MetaDevice,
+        name: str,
+        initial: Any,
+        *,
+        on_put: PutHandler | None,
+        writable: bool,
+        type: Type | None,
+        choices: Sequence[str] | None,
+        queue: WorkQueue,
+    ) -> None:
+        self.device = device
+        self.name = name
+        self._on_put = on_put
+        self._writable = writable
+        self._choices = list(choices) if choices is not None else None
+        self._nt = None if type is not None else nt_for(initial, choices)
+        self._type = type
+        self._pv = SharedPV(handler=self, queue=queue)
+        self._pv.open(self._wrap(initial, None))
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def _wrap(self, value: Any, timestamp: float | None, **kws: Any) -> Value:
+        stamp = time.time() if timestamp is None else timestamp
+        if self._nt is None:
+            V = value if isinstance(value, Value) else Value(self._type, value)
+            if "timeStamp" in V.keys():
+                sec = int(stamp)
+                V["timeStamp.secondsPastEpoch"] = sec
+                V["timeStamp.nanoseconds"] = int((stamp - sec) * 1e9)
+            return V
+        if self._choices is not None and not isinstance(value, (dict, Value)):
+            value = {"index": int(value), "choices": self._choices}
+        return self._nt.wrap(value, timestamp=stamp, **kws)
+
+    def post(self, value: Any, timestamp: float | None = None, **kws: Any) -> None:
+        """Publish a new value (stamped now unless `timestamp` is given). Extra keywords go to
+        the Normative Type wrapper, e.g. ``severity=2, message='...'``."""
+        self._pv.post(self._wrap(value, timestamp, **kws))
+
+    @property
+    def value(self) -> Any:
+        """The value last posted: the plain ``value`` field for NT PVs, the Value otherwise."""
+        current = self._pv.current()
+        if self._nt is None:
+            return current
+        if self._choices is not None:
+            return current["value.index"]
+        return current["value"]
+
+    def close(self) -> None:
+        self._pv.close()
+
+    # -- p4p handler protocol (runs on the device's work queue) -------------------------------
+
+    def put(self, pv: SharedPV, op: Any) -> None:
+        if self._on_put is None and not self._writable:
+            op.done(error=f"{self.name} is read-only")
+            return
+        raw = op.value()
+        value = raw if self._nt is None else (
+            raw["value.index"] if self._choices is not None else raw["value"]
+        )
+        try:
+            if self._on_put is None:
+                self.post(value)
+            else:
+                self._on_put(value)
+        except DeviceError as exc:
+            op.done(error=str(exc))
+        except Exception as exc:  # a handler bug: refuse the put, keep the device as it is
+            self.device.log.exception("put to %s failed", self.name)
+            op.done(error=f"{type(exc).__name__}: {exc}")
+        else:
+            op.done()

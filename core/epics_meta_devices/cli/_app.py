@@ -1,0 +1,168 @@
+"""The ``emd`` command line: core commands here, plugin commands added through ``emd_cli``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .. import __version__
+from .._client import DeviceClient
+from .._logging import configure_logging
+from .._plugins import call_isolated, plugin_manager, plugin_reports
+from .._registry import registry
+from .._state import DeviceError
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+LogLevel = Annotated[
+    str,
+    typer.Option("--log-level", "-l", help="Logging level: DEBUG, INFO, WARNING, ERROR.", envvar="EMD_LOG_LEVEL"),
+]
+Timeout = Annotated[float, typer.Option("--timeout", "-t", help="Seconds to wait for the device.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+app = typer.Typer(
+    name="emd",
+    help="epics-meta-devices: run and drive EPICS devices that record and process PVs.",
+    context_settings=CONTEXT,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+device_app = typer.Typer(help="Run devices.", context_settings=CONTEXT, no_args_is_help=True)
+app.add_typer(device_app, name="device")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"emd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version and exit."),
+    ] = None,
+) -> None:
+    """epics-meta-devices: run and drive EPICS devices that record and process PVs."""
+
+
+def parse_config(text: str) -> dict[str, Any]:
+    """A ``--config`` value: a JSON object, or ``@file`` naming a file that holds one."""
+    source = "--config"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise DeviceError(f"cannot read config file {path}: {exc.strerror}") from None
+        source = str(path)
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DeviceError(f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise DeviceError(f"{source} must be a JSON object of CONFIG fields, not {type(config).__name__}")
+    return config
+
+
+@device_app.command("run")
+def device_run(
+    device_type: Annotated[str, typer.Argument(help="Device type, e.g. ping.Ping (see `emd types`).")],
+    prefix: Annotated[str, typer.Argument(help="PV prefix the device serves under.")],
+    config: Annotated[Optional[str], typer.Option(help="CONFIG to apply at start: JSON or @file.")] = None,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Run a device in this process until it is closed (CLOSE PV) or interrupted (Ctrl-C)."""
+    configure_logging(log_level)
+    initial = parse_config(config) if config is not None else None
+    plugin_manager()
+    device = registry.get(device_type).cls(prefix, config=initial)
+
+    def close_on_signal(signum: int, frame: Any) -> None:
+        device.shutdown()
+
+    signal.signal(signal.SIGINT, close_on_signal)
+    signal.signal(signal.SIGTERM, close_on_signal)
+    while not device.wait_closed(timeout=0.5):  # a timeout so signals are handled promptly
+        pass
+    device.shutdown()
+
+
+@app.command("types")
+def types(as_json: AsJson = False, log_level: LogLevel = "WARNING") -> None:
+    """List the installed device types."""
+    configure_logging(log_level)
+    plugin_manager()
+    infos = registry.infos()
+    if as_json:
+        typer.echo(json.dumps([{"name": i.name, "plugin": i.plugin, "class": f"{i.cls.__module__}.{i.cls.__qualname__}"} for i in infos], indent=2))
+        return
+    for info in infos:
+        typer.echo(f"{info.name:24} {info.plugin}")
+
+
+@app.command("plugins")
+def plugins(as_json: AsJson = False, log_level: LogLevel = "WARNING") -> None:
+    """List installed plugins, their distribution and version, device types, and load errors."""
+    configure_logging(log_level)
+    reports = plugin_reports()
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(r) for r in reports], indent=2))
+        return
+    if not reports:
+        typer.echo("no plugins installed")
+    for r in reports:
+        dist = f"{r.distribution} {r.version}".strip() or "(module)"
+        typer.echo(f"{r.name:16} {dist:28} {', '.join(r.device_types) or '-'}")
+        if r.error:
+            typer.echo(f"{'':16} load error: {r.error}")
+
+
+@app.command("status")
+def status(
+    prefix: Annotated[str, typer.Argument(help="PV prefix of the device.")],
+    as_json: AsJson = False,
+    timeout: Timeout = 5.0,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Show a device's type, state, configuration and INFO."""
+    configure_logging(log_level)
+    with DeviceClient(prefix, timeout=timeout) as client:
+        report = {
+            "prefix": prefix,
+            "type": client.device_type,
+            "state": client.state.value,
+            "uuid": client.uuid,
+            "config": client.config,
+            "info": client.info,
+        }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for key in ("prefix", "type", "state", "uuid"):
+        typer.echo(f"{key:12} {report[key]}")
+    typer.echo(f"{'config':12} {json.dumps(report['config'])}")
+    for key, value in report["info"].items():
+        typer.echo(f"{key:12} {value}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``emd``: load plugin commands, run, and turn device errors into one line."""
+    errors: list[str] = []
+    call_isolated("emd_cli", errors, app=app)
+    for error in errors:
+        print(f"warning: a plugin's commands were not added: {error}", file=sys.stderr)
+    try:
+        app(args=argv, prog_name="emd")
+    except (DeviceError, TimeoutError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,140 @@
+"""Helpers for testing devices: keep EPICS on loopback with ports of one's own, run a device in
+its own process as a user would, and make unique prefixes. Used by this project's tests, its
+demo and benchmarks, and by projects made from the template."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from typing import Any, Mapping
+
+from ._client import DeviceClient
+from ._state import DeviceError, DeviceState, DeviceTimeout
+
+# The settings of shared/epics-loopback.env: every search, beacon and server stays on loopback.
+LOOPBACK_ENV: dict[str, str] = {
+    "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+    "EPICS_PVA_ADDR_LIST": "127.0.0.1",
+    "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
+    "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
+    "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+    "EPICS_CA_AUTO_ADDR_LIST": "NO",
+    "EPICS_CA_ADDR_LIST": "127.0.0.1",
+    "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
+    "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
+    "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+}
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port on 127.0.0.1 that is free now, for TCP (default) or UDP (SOCK_DGRAM)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def loopback_environment() -> dict[str, str]:
+    """Loopback-only EPICS settings with a search (broadcast) port and server port of their own,
+    so processes started with them never see, nor are seen by, any other run on this host."""
+    return {
+        **LOOPBACK_ENV,
+        "EPICS_PVA_BROADCAST_PORT": str(free_port(socket.SOCK_DGRAM)),
+        "EPICS_PVA_SERVER_PORT": str(free_port()),
+    }
+
+
+def use_loopback_environment() -> dict[str, str]:
+    """Put `loopback_environment()` into os.environ (call before importing p4p anywhere)."""
+    env = loopback_environment()
+    os.environ.update(env)
+    return env
+
+
+def unique_prefix(stem: str = "emdtest") -> str:
+    """A PV prefix no other test or run uses."""
+    return f"{stem}:{uuid.uuid4().hex[:10]}"
+
+
+class DeviceProcess:
+    """A device run with ``emd device run`` in a process of its own, as a user would run it.
+
+    ``with DeviceProcess('ping.Ping', prefix) as client:`` yields a DeviceClient once the
+    device serves its PVs, and on exit closes the device and makes sure the process is gone.
+    """
+
+    def __init__(
+        self,
+        device_type: str,
+        prefix: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> None:
+        self.device_type = device_type
+        self.prefix = prefix
+        self.command = [sys.executable, "-m", "epics_meta_devices", "device", "run", device_type, prefix]
+        if config is not None:
+            self.command += ["--config", json.dumps(dict(config))]
+        self.command += args or []
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen[str] | None = None
+        self.client: DeviceClient | None = None
+
+    def start(self, timeout: float = 20.0) -> DeviceClient:
+        """Start the process and wait until the device answers; raise DeviceError with the
+        process's own output if it exits first."""
+        self.process = subprocess.Popen(
+            self.command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.client = DeviceClient(self.prefix)
+        live = [s for s in DeviceState if s is not DeviceState.closed]
+        waited = 0.0
+        while True:
+            try:
+                self.client.wait_for_state(*live, timeout=0.5)
+                return self.client
+            except DeviceTimeout:
+                waited += 0.5
+            if self.process.poll() is not None:
+                out, err = self.process.communicate()
+                self.client.disconnect()
+                raise DeviceError(f"{' '.join(self.command[2:])} exited with {self.process.returncode}: {err or out}")
+            if waited >= timeout:
+                self.stop()
+                raise DeviceTimeout(f"{self.prefix} not serving after {timeout} s")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """Close the device through CLOSE if it still answers, then wait for the process to end
+        (terminate, then kill, if it will not). Returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None and self.client is not None:
+            try:
+                self.client.put("CLOSE", True)
+            except DeviceError:
+                pass  # already closing or gone
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.client is not None:
+            self.client.disconnect()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream:
+                stream.close()
+        return self.process.returncode
+
+    def __enter__(self) -> DeviceClient:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,66 @@
+"""PingClient: ping a ping.Ping device and measure round trips."""
+
+from __future__ import annotations
+
+import queue
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import epics_meta_devices as emd
+
+
+@dataclass
+class PingStatistics:
+    """Round-trip times of a series of pings, in seconds."""
+
+    times: list[float]
+
+    @property
+    def count(self) -> int:
+        return len(self.times)
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.times)
+        return {
+            "count": self.count,
+            "min": ordered[0],
+            "median": statistics.median(ordered),
+            "mean": statistics.fmean(ordered),
+            "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+            "max": ordered[-1],
+        }
+
+
+class PingClient(emd.DeviceClient):
+    """Client of ping.Ping: `ping()` puts to PING and waits for the matching PONG."""
+
+    def __init__(self, prefix: str, **kwargs: Any) -> None:
+        super().__init__(prefix, **kwargs)
+        self._pongs: queue.Queue[Any] = queue.Queue()
+        self._subscription: Any = None
+
+    def ping(self, value: Any = 0) -> float:
+        """Round-trip time in seconds from the PING put to the PONG update that answers it."""
+        if self._subscription is None:
+            self._subscription = self._context.monitor(
+                self.pv_name("PONG"), self._pongs.put, request="record[queueSize=100]"
+            )
+            self._pongs.get(timeout=self.timeout)  # the current value, sent on connect
+        started = time.perf_counter()
+        self.put("PING", value)
+        try:
+            self._pongs.get(timeout=self.timeout)
+        except queue.Empty:
+            raise emd.DeviceTimeout(f"{self.prefix}: no PONG within {self.timeout} s") from None
+        return time.perf_counter() - started
+
+    def ping_many(self, count: int, value: Any = 0) -> PingStatistics:
+        return PingStatistics([self.ping(value) for _ in range(count)])
+
+    def disconnect(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+        super().disconnect()
