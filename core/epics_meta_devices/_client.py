@@ -49,7 +49,7 @@ class DeviceClient:
             raise DeviceTimeout(f"{pv} did not answer within {self.timeout} s: is the device running?") from None
         except RemoteError as exc:
             raise DeviceError(f"{pv} refused {value!r}: {exc}") from None
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:  # refused by p4p locally
+        except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:  # refused by p4p locally
             reason = exc.args[0] if exc.args else type(exc).__name__
             raise DeviceError(f"{pv} cannot take {value!r}: {reason}") from None
 
