@@ -47,14 +47,19 @@ class PingClient(emd.DeviceClient):
             self._subscription = self._context.monitor(
                 self.pv_name("PONG"), self._pongs.put, request="record[queueSize=100]"
             )
-            self._pongs.get(timeout=self.timeout)  # the current value, sent on connect
+            self._next_pong()  # the current value, sent on connect
         started = time.perf_counter()
         self.put("PING", value)
-        try:
-            self._pongs.get(timeout=self.timeout)
-        except queue.Empty:
-            raise emd.DeviceTimeout(f"{self.prefix}: no PONG within {self.timeout} s") from None
+        self._next_pong()
         return time.perf_counter() - started
+
+    def _next_pong(self) -> Any:
+        try:
+            return self._pongs.get(timeout=self.timeout)
+        except queue.Empty:
+            raise emd.DeviceTimeout(
+                f"{self.pv_name('PONG')} did not answer within {self.timeout} s: is the device running?"
+            ) from None
 
     def ping_many(self, count: int, value: Any = 0) -> PingStatistics:
         return PingStatistics([self.ping(value) for _ in range(count)])
