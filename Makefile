@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/python demo.py
+	$(BIN)/python -m emd_ping.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

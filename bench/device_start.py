@@ -43,7 +43,7 @@ def wait_until_served(context: Context, names: list[str], process: subprocess.Po
             return
         if process.poll() is not None:
             raise RuntimeError(f"{process.args} exited with {process.returncode} before serving")
-        context.hurryUp()  # search again now: without it, retries back off to 1 s and more
+        context.disconnect()  # fresh channels search at once; retries would back off to 1 s
     raise TimeoutError(f"{names[0]}... not served within {timeout} s")
 
 

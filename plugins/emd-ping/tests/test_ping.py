@@ -75,3 +75,14 @@ def test_emd_ping_of_a_disabled_device_says_so(prefix, run_device):
     )
     assert result.returncode == 1
     assert "must be running for this (it is ready)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_runs_end_to_end():
+    """`make demo` (the project's main job) drives a ping device through its PVs and closes it."""
+    result = subprocess.run([sys.executable, "-m", "emd_ping.demo"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "ENABLE before CONFIG is refused: cannot enable" in out
+    assert "put PING 'hello' -> PONG value='hello' count=1" in out
+    assert "put ENABLE False -> STATE=ready" in out
+    assert out.rstrip().endswith("device process exited with 0")
