@@ -11,6 +11,11 @@ ROOT = Path(__file__).resolve().parent.parent
 """The repository root: the working directory of every process a benchmark starts."""
 
 
+def ms(seconds: float) -> str:
+    """Milliseconds, with three decimals below 10 ms and one above."""
+    return f"{seconds * 1e3:.3f}" if seconds < 0.01 else f"{seconds * 1e3:.1f}"
+
+
 def p99(samples: list[float]) -> float:
     """The 99th percentile, the same way emd_ping.PingStatistics computes it (the maximum
     for fewer than 100 samples)."""
@@ -42,7 +47,6 @@ class Result:
 
     def cells(self) -> list[str]:
         """Table cells: name, n, medians and p99s in ms, ratio, target, verdict."""
-        ms = lambda s: f"{s * 1e3:.3f}" if s < 0.01 else f"{s * 1e3:.1f}"  # noqa: E731
         return [
             self.name,
             self.baseline_name,

@@ -33,12 +33,14 @@ with Server(providers=[{sys.argv[1] + ":VALUE": pv}]):
 """The baseline: import p4p, serve PREFIX:VALUE until standard input closes."""
 
 
-def wait_until_served(context: Context, names: list[str], process: subprocess.Popen, timeout: float = 20.0) -> None:
+def wait_until_served(
+    context: Context, names: list[str], process: subprocess.Popen, timeout: float = 20.0
+) -> None:
     """Poll gets of all `names` until every one answers; raise if `process` exits or
     `timeout` passes first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answers = context.get(names, timeout=0.05, throw=False)
+        answers = context.get(names, timeout=0.02, throw=False)
         if not any(isinstance(answer, Exception) for answer in answers):
             return
         if process.poll() is not None:
@@ -54,7 +56,9 @@ def time_device(device_type: str = "ping.Ping") -> tuple[float, float]:
     command = [sys.executable, "-m", "epics_meta_devices", "device", "run", device_type, prefix]
     with Context("pva", nt=False) as context:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             wait_until_served(context, [f"{prefix}:{name}" for name in DEFAULT_PVS], process)
             serving = time.perf_counter() - started
@@ -63,6 +67,8 @@ def time_device(device_type: str = "ping.Ping") -> tuple[float, float]:
             process.wait(10.0)
             return serving, time.perf_counter() - closing
         finally:
+            if process.poll() is None:  # only after a failure above: it was not closed
+                process.terminate()
             end_process(process)
 
 
@@ -72,7 +78,9 @@ def time_bare() -> tuple[float, float]:
     prefix = unique_prefix("bench-bare-start")
     with Context("pva", nt=False) as context:
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-c", BARE_SERVER, prefix], cwd=ROOT, stdin=subprocess.PIPE)
+        process = subprocess.Popen(
+            [sys.executable, "-c", BARE_SERVER, prefix], cwd=ROOT, stdin=subprocess.PIPE
+        )
         assert process.stdin is not None
         try:
             wait_until_served(context, [f"{prefix}:VALUE"], process)
@@ -82,7 +90,7 @@ def time_bare() -> tuple[float, float]:
             process.wait(10.0)
             return serving, time.perf_counter() - closing
         finally:
-            process.stdin.close()
+            process.stdin.close()  # if not yet, after a failure above: it exits on this
             end_process(process)
 
 
@@ -91,7 +99,8 @@ def run(starts: int = 10) -> list[Result]:
     device: list[tuple[float, float]] = []
     bare: list[tuple[float, float]] = []
     for i in range(starts):
-        for timer, times in [(time_device, device), (time_bare, bare)][:: 1 if i % 2 == 0 else -1]:
+        sides = [(time_device, device), (time_bare, bare)]
+        for timer, times in sides if i % 2 == 0 else reversed(sides):  # alternate who goes first
             times.append(timer())
     return [
         Result("start to default PVs answering", [d[0] for d in device], [b[0] for b in bare],

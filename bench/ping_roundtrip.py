@@ -45,9 +45,11 @@ def run(count: int = 2000, warmup: int = 100, blocks: int = 20) -> Result:
     """`count` pings to each side after `warmup` each, in `blocks` alternating blocks."""
     device_times: list[float] = []
     bare_times: list[float] = []
-    bare_process = start_bare_echo(bare_prefix := unique_prefix("bench-bare"))
+    bare_prefix = unique_prefix("bench-bare")
+    bare_process = start_bare_echo(bare_prefix)
     try:
-        with DeviceProcess("ping.Ping", device_prefix := unique_prefix("bench-dev"), config={}) as client:
+        device_prefix = unique_prefix("bench-dev")
+        with DeviceProcess("ping.Ping", device_prefix, config={}) as client:
             client.enable()
             with PingClient(device_prefix) as device, PingClient(bare_prefix) as bare:
                 for pinger in (device, bare):

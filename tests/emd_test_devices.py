@@ -52,7 +52,7 @@ class Probe(emd.MetaDevice):
 
     def stop(self) -> None:
         if getattr(self, "watching", None) is not None:
-            self.watching.close()
+            self.close_monitor(self.watching)
             self.watching = None
 
     def on_watched(self, value: Any) -> None:

@@ -311,7 +311,7 @@ def test_signal_closes_the_device_cleanly(prefix, signum):
     client.enable()
     process.process.send_signal(signum)
     assert process.process.wait(10) == 0
-    assert "closed" in process.process.stderr.read()
+    assert "closed" in process.output()
     process.stop()
 
 
@@ -321,7 +321,7 @@ def test_log_records_carry_the_prefix(prefix):
     client.enable()
     process.process.send_signal(signal.SIGTERM)
     process.process.wait(10)
-    log = [line for line in process.process.stderr.read().splitlines() if line]
+    log = [line for line in process.output().splitlines() if line]
     process.stop()
     assert any("serving ping.Ping" in line for line in log)
     assert log and all(f"[{prefix}]" in line for line in log), log

@@ -161,9 +161,11 @@ class MetaDevice(metaclass=_ServeAfterInit):
         writable: bool = False,
         type: Type | None = None,
         choices: Sequence[str] | None = None,
+        nt: Any = None,
     ) -> DevicePV:
         """Serve ``PREFIX:name``. The PV type follows `initial` (float, int, bool, str, list,
-        NumPy array), is an NTEnum when `choices` are given, or a structure with ``type=``.
+        NumPy array), is an NTEnum when `choices` are given, a structure with ``type=``, or
+        any p4p Normative Type with ``nt=`` (e.g. ``NTTable([...])``, initial being its rows).
 
         ``on_put(value)`` handles puts (raise DeviceError to refuse with a message; post to
         show the new value); ``writable=True`` stores puts as they are; otherwise read-only.
@@ -173,7 +175,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
             raise DeviceError(f"{full_name} is already served by this device")
         pv = DevicePV(
             self, full_name, initial, on_put=on_put, writable=writable, type=type,
-            choices=choices, queue=self._queue,
+            choices=choices, nt=nt, queue=self._queue,
         )
         self._pvs[full_name] = pv
         self._provider.add(full_name, pv._pv)
@@ -210,6 +212,17 @@ class MetaDevice(metaclass=_ServeAfterInit):
         )
         self._subscriptions.append(subscription)
         return subscription
+
+    def close_monitor(self, subscription: Subscription) -> None:
+        """Stop a monitor opened with `monitor` before the device closes (e.g. in ``stop``), and
+        drop its channel from the client's cache so long-lived devices do not accumulate them."""
+        subscription.close()
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+        if self._client_context is not None and not any(
+            other.name == subscription.name for other in self._subscriptions
+        ):
+            self._client_context.disconnect(subscription.name)
 
     def require_state(self, *states: DeviceState) -> None:
         """Raise DeviceError unless the device is in one of `states` (for put handlers)."""

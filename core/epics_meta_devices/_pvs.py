@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -58,7 +59,9 @@ class DevicePV:
     Normative-type PVs (made from a Python value) are posted with plain values and get a
     timestamp on every post; structure PVs (made with ``type=``) are posted with dicts or Values.
     Puts go to ``on_put`` (which posts if it wants the new value shown), are stored as they are
-    when ``writable=True``, and are refused with a clear message otherwise.
+    when ``writable=True``, and are refused with a clear message otherwise. A handler that
+    returns a `concurrent.futures.Future` completes the put when the future does, so slow work
+    (e.g. starting a process) need not hold up the device's other PVs.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class DevicePV:
         writable: bool,
         type: Type | None,
         choices: Sequence[str] | None,
+        nt: Any,
         queue: WorkQueue,
     ) -> None:
         self.device = device
@@ -78,7 +82,7 @@ class DevicePV:
         self._on_put = on_put
         self._writable = writable
         self._choices = list(choices) if choices is not None else None
-        self._nt = None if type is not None else nt_for(initial, choices)
+        self._nt = nt if nt is not None else None if type is not None else nt_for(initial, choices)
         self._type = type
         self._pv = SharedPV(handler=self, queue=queue)
         self._pv.open(self._wrap(initial, None))
@@ -129,12 +133,27 @@ class DevicePV:
         try:
             if self._on_put is None:
                 self.post(value)
+                result = None
             else:
-                self._on_put(value)
-        except DeviceError as exc:
-            op.done(error=str(exc))
-        except Exception as exc:  # a handler bug: refuse the put, keep the device as it is
-            self.device.log.exception("put to %s failed", self.name)
-            op.done(error=f"{type(exc).__name__}: {exc}")
+                result = self._on_put(value)
+        except Exception as exc:
+            self._refuse(op, exc)
+            return
+        if isinstance(result, Future):
+            result.add_done_callback(lambda done: self._finish(op, done))
         else:
             op.done()
+
+    def _finish(self, op: Any, done: Future) -> None:
+        exc = done.exception()
+        if exc is None:
+            op.done()
+        else:
+            self._refuse(op, exc)
+
+    def _refuse(self, op: Any, exc: BaseException) -> None:
+        if isinstance(exc, DeviceError):
+            op.done(error=str(exc))
+        else:  # a handler bug: refuse the put, keep the device as it is
+            self.device.log.error("put to %s failed", self.name, exc_info=exc)
+            op.done(error=f"{type(exc).__name__}: {exc}")

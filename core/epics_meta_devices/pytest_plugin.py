@@ -1,5 +1,6 @@
 """pytest fixtures for device tests: ``pytest_plugins = ["epics_meta_devices.pytest_plugin"]``
-in a conftest.py. Importing it puts EPICS on loopback with this session's own ports."""
+in a conftest.py. Importing it puts EPICS on loopback with this session's own ports (before
+any test creates a p4p Context or Server)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, Callable, Iterator
 
 from .testing import DeviceProcess, unique_prefix, use_loopback_environment
 
-# Before any test imports p4p: loopback only, and a search/server port of this session's own.
+# Before any test creates a p4p Context or Server: loopback only, and a search/server port of this session's own.
 use_loopback_environment()
 
 import pytest  # noqa: E402

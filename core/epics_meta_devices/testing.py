@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from typing import Any, Mapping
 
@@ -48,7 +49,8 @@ def loopback_environment() -> dict[str, str]:
 
 
 def use_loopback_environment() -> dict[str, str]:
-    """Put `loopback_environment()` into os.environ (call before importing p4p anywhere)."""
+    """Put `loopback_environment()` into os.environ. Call it before creating any p4p Context or
+    Server: p4p reads the environment when those are created."""
     env = loopback_environment()
     os.environ.update(env)
     return env
@@ -84,12 +86,21 @@ class DeviceProcess:
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[str] | None = None
         self.client: DeviceClient | None = None
+        # The device's stdout and stderr go to a file, never to a pipe nobody reads while it
+        # runs (a full pipe would block a chatty device).
+        self._output = tempfile.TemporaryFile(mode="w+", prefix="emd-device-")
+
+    def output(self) -> str:
+        """Everything the device process wrote to stdout and stderr so far (its log)."""
+        self._output.flush()
+        self._output.seek(0)
+        return self._output.read()
 
     def start(self, timeout: float = 20.0) -> DeviceClient:
         """Start the process and wait until the device answers; raise DeviceError with the
         process's own output if it exits first."""
         self.process = subprocess.Popen(
-            self.command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            self.command, env=self.env, stdout=self._output, stderr=subprocess.STDOUT, text=True
         )
         self.client = DeviceClient(self.prefix)
         live = [s for s in DeviceState if s is not DeviceState.closed]
@@ -101,9 +112,10 @@ class DeviceProcess:
             except DeviceTimeout:
                 waited += 0.5
             if self.process.poll() is not None:
-                out, err = self.process.communicate()
                 self.client.disconnect()
-                raise DeviceError(f"{' '.join(self.command[2:])} exited with {self.process.returncode}: {err or out}")
+                raise DeviceError(
+                    f"{' '.join(self.command[2:])} exited with {self.process.returncode}: {self.output()}"
+                )
             if waited >= timeout:
                 self.stop()
                 raise DeviceTimeout(f"{self.prefix} not serving after {timeout} s")
@@ -128,9 +140,6 @@ class DeviceProcess:
                 self.process.wait()
         if self.client is not None:
             self.client.disconnect()
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream:
-                stream.close()
         return self.process.returncode
 
     def __enter__(self) -> DeviceClient:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import queue
+import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -34,23 +36,27 @@ class PingStatistics:
 
 
 class PingClient(emd.DeviceClient):
-    """Client of ping.Ping: `ping()` puts to PING and waits for the matching PONG."""
+    """Client of ping.Ping: `ping()` puts a token to PING and waits for the PONG carrying it."""
 
     def __init__(self, prefix: str, **kwargs: Any) -> None:
         super().__init__(prefix, **kwargs)
         self._pongs: queue.Queue[Any] = queue.Queue()
         self._subscription: Any = None
+        # Tokens unique to this client, so other clients' pongs are never taken for ours.
+        self._tokens = itertools.count(random.randrange(2**52))
 
-    def ping(self, value: Any = 0) -> float:
+    def ping(self) -> float:
         """Round-trip time in seconds from the PING put to the PONG update that answers it."""
         if self._subscription is None:
             self._subscription = self._context.monitor(
                 self.pv_name("PONG"), self._pongs.put, request="record[queueSize=100]"
             )
             self._next_pong()  # the current value, sent on connect
+        token = next(self._tokens)
         started = time.perf_counter()
-        self.put("PING", value)
-        self._next_pong()
+        self.put("PING", token)
+        while self._next_pong()["value"] != token:
+            pass  # a pong for someone else
         return time.perf_counter() - started
 
     def _next_pong(self) -> Any:
@@ -61,8 +67,8 @@ class PingClient(emd.DeviceClient):
                 f"{self.pv_name('PONG')} did not answer within {self.timeout} s: is the device running?"
             ) from None
 
-    def ping_many(self, count: int, value: Any = 0) -> PingStatistics:
-        return PingStatistics([self.ping(value) for _ in range(count)])
+    def ping_many(self, count: int) -> PingStatistics:
+        return PingStatistics([self.ping() for _ in range(count)])
 
     def disconnect(self) -> None:
         if self._subscription is not None:

@@ -1,0 +1,115 @@
+"""``python -m bench`` (``make bench``): run every benchmark with its bare-p4p baseline side by
+side, print the results, and write them to docs/performance.md (``--quick``: fewer
+iterations, printed only, so a quick check never replaces the recorded numbers)."""
+
+# First of all, before anything creates an EPICS context: loopback only, with ports of this
+# run's own; every process the benchmarks start inherits these variables.
+from epics_meta_devices.testing import use_loopback_environment
+
+use_loopback_environment()
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import importlib.metadata  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+from . import device_start, ping_roundtrip  # noqa: E402
+from ._common import HEADER, ROOT, Result  # noqa: E402
+
+REPORT = ROOT / "docs" / "performance.md"
+
+TARGETS = f"""\
+- Ping round trip through a ping.Ping device: median at most {ping_roundtrip.TARGET:g}x that of a
+  bare p4p echo server with the same PV types, pinged by the same client code.
+- Device start and close: no target yet; the bare-p4p ratio shows what the device machinery
+  (imports, plugin loading, the prefix probe, seven default PVs) adds to a process start.
+"""
+
+
+def machine() -> str:
+    """One line per fact about where the numbers were taken."""
+    return "\n".join([
+        f"- Machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs"
+        + (f" ({platform.processor()})" if platform.processor() else ""),
+        f"- Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"p4p {importlib.metadata.version('p4p')}, "
+        f"epics-meta-devices {importlib.metadata.version('epics-meta-devices')}",
+        "- EPICS on loopback only (127.0.0.1, private search and server ports)",
+    ])
+
+
+def table(results: list[Result], markdown: bool) -> str:
+    """The results as a markdown table, or as aligned text columns."""
+    rows = [HEADER] + [r.cells() for r in results]
+    if markdown:
+        lines = ["| " + " | ".join(row) + " |" for row in rows]
+        lines.insert(1, "|" + "---|" * len(HEADER))
+        return "\n".join(lines)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+
+
+def write_report(results: list[Result], settings: str, seconds: float) -> None:
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(f"""\
+# Performance
+
+Measured {datetime.datetime.now().astimezone().isoformat(timespec="seconds")} with
+
+    make bench
+
+(`python -m bench` from the repository root; {settings}; {seconds:.0f} s in all).
+
+{machine()}
+
+## Results
+
+Times in milliseconds. Every benchmark is measured with its bare-p4p baseline in the same run,
+alternating between the two; the ratio is device median / baseline median. p99 is the maximum
+when there are fewer than 100 samples.
+
+{table(results, markdown=True)}
+
+- **ping round trip**: `emd_ping.PingClient.ping()` (put to `PREFIX:PING`, wait for the
+  `PREFIX:PONG` update) against a `ping.Ping` device run with `emd device run`, and against
+  `python -m bench.bare_echo` (two p4p SharedPVs, same types, the put handler posts on PONG).
+- **start to default PVs answering**: from spawning `emd device run ping.Ping PREFIX` until a
+  get of all seven default PVs (TYPE STATE UUID CONFIG INFO ENABLE CLOSE) succeeds, against a
+  `python -c` process that imports p4p and serves one SharedPV.
+- **close**: from the put to `PREFIX:CLOSE` until the device process exits, against closing
+  the bare server's standard input until it exits.
+
+## Targets
+
+{TARGETS}""")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer iterations; do not write docs/performance.md"
+    )
+    args = parser.parse_args()
+    pings, warmup, starts = (300, 50, 3) if args.quick else (2000, 100, 10)
+    settings = f"{pings} pings per side after {warmup} warm-up, {starts} starts per side"
+
+    began = time.perf_counter()
+    print(f"ping round trip: {settings.split(',')[0]} ...", flush=True)
+    results = [ping_roundtrip.run(pings, warmup)]
+    print(f"device start and close: {starts} starts per side ...", flush=True)
+    results += device_start.run(starts)
+    seconds = time.perf_counter() - began
+
+    print()
+    print(table(results, markdown=False))
+    if args.quick:
+        print(f"\n--quick: {REPORT.relative_to(ROOT)} left as it was ({seconds:.0f} s)")
+    else:
+        write_report(results, settings, seconds)
+        print(f"\nwritten to {REPORT.relative_to(ROOT)} ({seconds:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
