@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +72,14 @@ class Probe(emd.MetaDevice):
         self.command.post(command)
 
 
+@emd.register_device_type(name="test.CrashOnStart")
+class CrashOnStart(emd.MetaDevice):
+    """A device whose process dies while it is being built."""
+
+    def __init__(self, prefix: str, **kwargs: Any) -> None:
+        os._exit(3)
+
+
 @emd.hookimpl
 def emd_device_types() -> list[type[emd.MetaDevice]]:
-    return [Probe]
+    return [Probe, CrashOnStart]

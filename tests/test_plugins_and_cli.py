@@ -54,7 +54,7 @@ def test_plugins_lists_installed_plugins_and_types():
     reports = {r["name"]: r for r in json.loads(result.stdout)}
     assert reports["ping"]["distribution"] == "emd-ping"
     assert reports["ping"]["version"] and reports["ping"]["device_types"] == ["ping.Ping"]
-    assert reports["emd_test_devices"]["device_types"] == ["test.Probe"]
+    assert reports["emd_test_devices"]["device_types"] == ["test.Probe", "test.CrashOnStart"]
     assert all(r["error"] == "" for r in reports.values())
     text = emd_cli("plugins").stdout
     assert "emd-ping" in text and "ping.Ping" in text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from ._client import DeviceClient
+from ._client import DeviceClient, client_for
 from ._config import EmptyConfig
 from ._device import MetaDevice, validate_prefix
 from ._namespace import DeviceNamespace
@@ -19,6 +19,9 @@ from ._registry import DeviceTypeInfo, register_device_type, registry
 from ._state import DeviceError, DeviceState, DeviceTimeout, IllegalTransition
 from .hookspecs import hookimpl
 
+from . import factory  # noqa: E402  (emd.factory.DeviceFactory, as in the seed)
+from .factory import DeviceFactory, FactoryClient  # noqa: E402
+
 __version__ = importlib.metadata.version("epics-meta-devices")
 
 devices = DeviceNamespace()
@@ -27,17 +30,21 @@ devices = DeviceNamespace()
 __all__ = [
     "ENTRY_POINT_GROUP",
     "DeviceClient",
+    "DeviceFactory",
     "DeviceError",
     "DevicePV",
     "DeviceState",
     "DeviceTimeout",
     "DeviceTypeInfo",
     "EmptyConfig",
+    "FactoryClient",
     "IllegalTransition",
     "MetaDevice",
     "PluginReport",
     "__version__",
+    "client_for",
     "devices",
+    "factory",
     "hookimpl",
     "plugin_manager",
     "plugin_reports",

@@ -6,6 +6,8 @@ import queue
 import time
 from typing import Any, Mapping
 
+import importlib
+
 from p4p import Value
 from p4p.client.thread import Context, Disconnected, RemoteError
 
@@ -40,13 +42,14 @@ class DeviceClient:
         except RemoteError as exc:
             raise DeviceError(f"{pv}: {exc}") from None
 
-    def put(self, name: str, value: Any) -> None:
+    def put(self, name: str, value: Any, timeout: float | None = None) -> None:
         """Put `value` to ``PREFIX:name``; raises DeviceError with the device's reason if refused."""
         pv = self.pv_name(name)
+        timeout = self.timeout if timeout is None else timeout
         try:
-            self._context.put(pv, value, timeout=self.timeout)
+            self._context.put(pv, value, timeout=timeout)
         except TimeoutError:
-            raise DeviceTimeout(f"{pv} did not answer within {self.timeout} s: is the device running?") from None
+            raise DeviceTimeout(f"{pv} did not answer within {timeout} s: is the device running?") from None
         except RemoteError as exc:
             raise DeviceError(f"{pv} refused {value!r}: {exc}") from None
         except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:  # refused by p4p locally
@@ -143,3 +146,17 @@ def _plain(data: Any) -> Any:
     if isinstance(data, dict):
         return {key: _plain(value) for key, value in data.items()}
     return data.tolist() if hasattr(data, "tolist") else data
+
+
+def client_for(device_type: str, prefix: str, **kwargs: Any) -> DeviceClient:
+    """The typed client of a device type installed here (its ``client_class``), else a
+    DeviceClient: a remote device of a type not installed locally is still drivable."""
+    from ._plugins import plugin_manager
+    from ._registry import registry
+
+    plugin_manager()
+    client_class: type[DeviceClient] = DeviceClient
+    if device_type in registry and registry.get(device_type).cls.client_class:
+        module, _, name = registry.get(device_type).cls.client_class.partition(":")
+        client_class = getattr(importlib.import_module(module), name)
+    return client_class(prefix, **kwargs)

@@ -4,6 +4,7 @@ PVAccess structure and turns puts of a subset of fields into a new, validated da
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from typing import Any, Mapping
 
@@ -117,3 +118,14 @@ def merge_config(config: Any, changes: Mapping[str, Any]) -> Any:
 def changes_from_put(value: Value) -> dict[str, Any]:
     """The fields a CONFIG put touched, as Python values (p4p marks them in changedSet)."""
     return {name: value[name] for name in value.changedSet() if "." not in name}
+
+
+def config_from_json(text: str, source: str = "config") -> dict[str, Any]:
+    """CONFIG fields from JSON text (a JSON object); DeviceError saying what is wrong otherwise."""
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DeviceError(f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise DeviceError(f"{source} must be a JSON object of CONFIG fields, not {type(config).__name__}")
+    return config

@@ -6,6 +6,7 @@ import datetime
 import importlib.metadata
 import os
 import re
+import signal
 import socket
 import threading
 import uuid
@@ -132,7 +133,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
             "CONFIG", config_to_dict(self.config), type=self._config_type, on_put=self._put_config
         )
         self._info_pv = self.add_pv("INFO", self._info(), type=INFO_TYPE)
-        self._enable_pv = self.add_pv("ENABLE", False, on_put=self._put_enable)
+        self._enable_pv = self.add_pv("ENABLE", False, on_put=self.set_enabled)
         self._close_pv = self.add_pv("CLOSE", False, on_put=self._put_close)
 
     # -- hooks for subclasses -----------------------------------------------------------------
@@ -278,7 +279,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
     def _serve(self) -> None:
         self._refuse_if_served_elsewhere()
         if self._initial_config is not None:
-            self._apply_config(self._initial_config)
+            self.apply_config(self._initial_config)
         self._queue.start()
         self._server = Server(providers=[self._provider], conf=self._server_conf, useenv=True)
         self.log.info("serving %s (pid %d)", self.device_type, os.getpid())
@@ -322,7 +323,8 @@ class MetaDevice(metaclass=_ServeAfterInit):
 
     # -- default PV handlers (run on the device's queue) -------------------------------------
 
-    def _apply_config(self, changes: Mapping[str, Any]) -> None:
+    def apply_config(self, changes: Mapping[str, Any]) -> None:
+        """Configure from the process that runs the device: the same as a CONFIG put."""
         with self._lock:
             if self._state in (DeviceState.running, DeviceState.closed):
                 raise DeviceError(
@@ -348,9 +350,10 @@ class MetaDevice(metaclass=_ServeAfterInit):
             self.log.info("configured: %s", config_to_dict(new_config))
 
     def _put_config(self, value: Value) -> None:
-        self._apply_config(changes_from_put(value))
+        self.apply_config(changes_from_put(value))
 
-    def _put_enable(self, enable: Any) -> None:
+    def set_enabled(self, enable: Any) -> None:
+        """Enable or disable from the process that runs the device: the same as an ENABLE put."""
         with self._lock:
             if bool(enable) and self._state is not DeviceState.running:
                 if self._state is not DeviceState.ready:
@@ -424,3 +427,14 @@ class MetaDevice(metaclass=_ServeAfterInit):
             self._closed.set()
         if threading.current_thread() not in self._queue._T:
             self._queue.stop()
+
+
+def serve_until_closed(device: MetaDevice, poll: float = 0.5) -> None:
+    """Block until `device` is closed, closing it cleanly on SIGINT or SIGTERM (from the main
+    thread). `poll` bounds how long a signal waits to be handled."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: device.shutdown())
+    while not device.wait_closed(timeout=poll):
+        pass
+    device.shutdown()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 from p4p import Type, Value
-from p4p.nt import NTEnum, NTScalar
+from p4p.nt import NTEnum, NTScalar, NTTable
 from p4p.server.thread import SharedPV
 
 from ._state import DeviceError
@@ -100,7 +100,14 @@ class DevicePV:
             return V
         if self._choices is not None and not isinstance(value, (dict, Value)):
             value = {"index": int(value), "choices": self._choices}
-        return self._nt.wrap(value, timestamp=stamp, **kws)
+        V = self._nt.wrap(value, timestamp=stamp, **kws)
+        if isinstance(self._nt, NTTable):
+            # NTTable.wrap leaves empty columns unmarked and post() keeps unmarked fields, so an
+            # empty table would still show the old rows: mark every column.
+            for label in self._nt.labels:
+                if not V.changed(f"value.{label}"):
+                    V[f"value.{label}"] = []
+        return V
 
     def post(self, value: Any, timestamp: float | None = None, **kws: Any) -> None:
         """Publish a new value (stamped now unless `timestamp` is given). Extra keywords go to

@@ -66,6 +66,7 @@ class DeviceProcess:
 
     ``with DeviceProcess('ping.Ping', prefix) as client:`` yields a DeviceClient once the
     device serves its PVs, and on exit closes the device and makes sure the process is gone.
+    `cli` replaces ``device run TYPE PREFIX``, e.g. ``['factory', 'run', prefix]``.
     """
 
     def __init__(
@@ -76,10 +77,12 @@ class DeviceProcess:
         config: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         args: list[str] | None = None,
+        cli: list[str] | None = None,
     ) -> None:
         self.device_type = device_type
         self.prefix = prefix
-        self.command = [sys.executable, "-m", "epics_meta_devices", "device", "run", device_type, prefix]
+        self.command = [sys.executable, "-m", "epics_meta_devices",
+                        *(cli or ["device", "run", device_type, prefix])]
         if config is not None:
             self.command += ["--config", json.dumps(dict(config))]
         self.command += args or []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -13,6 +12,8 @@ import typer
 
 from .. import __version__
 from .._client import DeviceClient
+from .._config import config_from_json
+from .._device import serve_until_closed
 from .._logging import configure_logging
 from .._plugins import call_isolated, plugin_manager, plugin_reports
 from .._registry import registry
@@ -37,6 +38,8 @@ app = typer.Typer(
 )
 device_app = typer.Typer(help="Run devices.", context_settings=CONTEXT, no_args_is_help=True)
 app.add_typer(device_app, name="device")
+factory_app = typer.Typer(help="Run device factories.", context_settings=CONTEXT, no_args_is_help=True)
+app.add_typer(factory_app, name="factory")
 
 
 def _print_version(value: bool) -> None:
@@ -55,46 +58,32 @@ def _root(
     """epics-meta-devices: run and drive EPICS devices that record and process PVs."""
 
 
+ConfigOption = Annotated[Optional[str], typer.Option(help="CONFIG to apply: JSON or @file.")]
+
+
 def parse_config(text: str) -> dict[str, Any]:
     """A ``--config`` value: a JSON object, or ``@file`` naming a file that holds one."""
-    source = "--config"
-    if text.startswith("@"):
-        path = Path(text[1:])
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise DeviceError(f"cannot read config file {path}: {exc.strerror}") from None
-        source = str(path)
+    if not text.startswith("@"):
+        return config_from_json(text, "--config")
+    path = Path(text[1:])
     try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DeviceError(f"{source} is not valid JSON: {exc}") from None
-    if not isinstance(config, dict):
-        raise DeviceError(f"{source} must be a JSON object of CONFIG fields, not {type(config).__name__}")
-    return config
+        return config_from_json(path.read_text(), str(path))
+    except OSError as exc:
+        raise DeviceError(f"cannot read config file {path}: {exc.strerror}") from None
 
 
 @device_app.command("run")
 def device_run(
     device_type: Annotated[str, typer.Argument(help="Device type, e.g. ping.Ping (see `emd types`).")],
     prefix: Annotated[str, typer.Argument(help="PV prefix the device serves under.")],
-    config: Annotated[Optional[str], typer.Option(help="CONFIG to apply at start: JSON or @file.")] = None,
+    config: ConfigOption = None,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run a device in this process until it is closed (CLOSE PV) or interrupted (Ctrl-C)."""
     configure_logging(log_level)
     initial = parse_config(config) if config is not None else None
     plugin_manager()
-    device = registry.get(device_type).cls(prefix, config=initial)
-
-    def close_on_signal(signum: int, frame: Any) -> None:
-        device.shutdown()
-
-    signal.signal(signal.SIGINT, close_on_signal)
-    signal.signal(signal.SIGTERM, close_on_signal)
-    while not device.wait_closed(timeout=0.5):  # a timeout so signals are handled promptly
-        pass
-    device.shutdown()
+    serve_until_closed(registry.get(device_type).cls(prefix, config=initial))
 
 
 @app.command("types")
@@ -153,6 +142,9 @@ def status(
     typer.echo(f"{'config':12} {json.dumps(report['config'])}")
     for key, value in report["info"].items():
         typer.echo(f"{key:12} {value}")
+
+
+from . import _factory  # noqa: E402,F401  (registers the factory commands)
 
 
 def main(argv: list[str] | None = None) -> None:

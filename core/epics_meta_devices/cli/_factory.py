@@ -1,0 +1,74 @@
+"""Factory commands: run a factory, and create, delete and list its devices (local or remote:
+only the factory prefix differs)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from .._device import serve_until_closed
+from .._logging import configure_logging
+from ..factory import DeviceFactory, FactoryClient
+from ._app import AsJson, ConfigOption, LogLevel, Timeout, app, factory_app, parse_config
+
+FactoryPrefix = Annotated[str, typer.Argument(help="PV prefix of the factory.")]
+DevicePrefix = Annotated[str, typer.Argument(help="PV prefix of the device.")]
+
+
+@factory_app.command("run")
+def factory_run(
+    prefix: FactoryPrefix,
+    config: ConfigOption = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Start disabled (CREATE refused until ENABLE).")] = False,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Run a factory in this process (configured and enabled) until closed or interrupted."""
+    configure_logging(log_level)
+    factory = DeviceFactory(prefix, config=parse_config(config) if config else {})
+    if not disabled:
+        factory.set_enabled(True)
+    serve_until_closed(factory)
+
+
+@app.command("create")
+def create(
+    factory: FactoryPrefix,
+    device_type: Annotated[str, typer.Argument(help="Device type, one of the factory's DEVICETYPES.")],
+    prefix: DevicePrefix,
+    config: ConfigOption = None,
+    timeout: Timeout = 60.0,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Create a device through a factory; returns once the device serves its PVs."""
+    configure_logging(log_level)
+    with FactoryClient(factory) as client:
+        client.create_timeout = timeout
+        client.create(device_type, prefix, parse_config(config) if config else None).disconnect()
+    typer.echo(f"created {device_type} {prefix}")
+
+
+@app.command("delete")
+def delete(factory: FactoryPrefix, prefix: DevicePrefix, timeout: Timeout = 60.0, log_level: LogLevel = "WARNING") -> None:
+    """Delete a device of a factory; returns once its process is gone."""
+    configure_logging(log_level)
+    with FactoryClient(factory) as client:
+        client.create_timeout = timeout
+        client.delete(prefix)
+    typer.echo(f"deleted {prefix}")
+
+
+@app.command("ls")
+def ls(factory: FactoryPrefix, as_json: AsJson = False, timeout: Timeout = 5.0, log_level: LogLevel = "WARNING") -> None:
+    """List the devices of a factory."""
+    configure_logging(log_level)
+    with FactoryClient(factory, timeout=timeout) as client:
+        devices = client.devices()
+    if as_json:
+        typer.echo(json.dumps(devices, indent=2))
+        return
+    for d in devices:
+        typer.echo(f"{d['prefix']:30} {d['type']:20} {d['state']:8} pid {d['pid']:<8} since {d['start_time']}")
+    if not devices:
+        typer.echo("no devices")
