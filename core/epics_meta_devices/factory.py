@@ -245,10 +245,15 @@ class FactoryClient(DeviceClient):
         """The DEVICES table as one dict per device."""
         table = self.get("DEVICES")["value"]
         columns = table.keys()
-        return [dict(zip(columns, row)) for row in zip(*(list(table[c]) for c in columns))]
+        # tolist(): plain Python values (int, str), not NumPy scalars
+        return [dict(zip(columns, row)) for row in zip(*(_column(table[c]) for c in columns))]
 
     def types(self) -> list[str]:
         return list(self.get("DEVICETYPES")["value"])
+
+
+def _column(values: Any) -> list[Any]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 __all__ = ["DeviceFactory", "FactoryClient", "FactoryConfig"]
