@@ -141,6 +141,7 @@ def _assert_unchanged(client, state, config):
         ("INPUT", "abc", ""),
         ("CMD", "explode", "unknown command 'explode'"),
         ("MODE", "turbo", ""),
+        ("MODE", 7, "index 7 is not one of the choices"),
     ],
 )
 def test_bad_puts_are_refused_and_change_nothing(prefix, ctxt, run_device, pv, value, reason):
@@ -187,6 +188,10 @@ def test_failing_start_keeps_device_ready(prefix, ctxt, run_device):
         ctxt.put(f"{prefix}:ENABLE", True)
     assert client.state is emd.DeviceState.ready
     assert ctxt.get(f"{prefix}:ENABLE").value is False
+    assert "start refused on purpose" in client.info["last_error"]
+    client.configure(fail_start=False)  # a successful configure clears the last error
+    assert client.info["last_error"] == ""
+    client.enable()
 
 
 def test_exception_while_running_moves_to_error_until_configured(prefix, ctxt, run_device):

@@ -162,6 +162,8 @@ def test_status_of_a_running_device(prefix, run_device):
         (["device", "run", "ping.Ping", "p", "--config", "@/no/such/file.json"], "Error: cannot read config file /no/such/file.json"),
         (["device", "run", "ping.Ping", "emdtest:bad:config", "--config", '{"delay": 99}'], "Error: invalid CONFIG: delay must be between 0 and 5.0 s"),
         (["device", "run", "ping.Ping", "emdtest:bad:config", "--config", '{"color": "red"}'], "Error: unknown CONFIG field(s) color (fields: delay)"),
+        (["types", "--log-level", "LOUD"], "Error: unknown log level 'LOUD'"),
+        (["device", "run", "ping.Ping", "emdtest:bad:config", "--config", '{"delay": true}'], "Error: CONFIG field 'delay' expects float, got True"),
         (["ping", "emdtest:absent:ping", "--timeout", "0.5"], "Error: emdtest:absent:ping:PONG did not answer within 0.5 s"),
     ],
 )
@@ -204,3 +206,16 @@ def test_type_names_and_registry_rules():
         registry.add(Other)
     with pytest.raises(emd.DeviceError, match="unknown device type 'x.Y' \\(known: local.Local\\)"):
         registry.get("x.Y")
+
+    class Undecorated(emd.MetaDevice):  # returned by a hook without @register_device_type
+        pass
+
+    Undecorated.__module__ = "emd_widgets.device"
+    assert registry.add(Undecorated).name == "widgets.Undecorated"
+    assert Undecorated.device_type == "widgets.Undecorated"  # TYPE and logs show the full name
+
+    class Child(Undecorated):  # a subclass is its own type, not its parent's
+        pass
+
+    Child.__module__ = "emd_widgets.device"
+    assert registry.add(Child).name == "widgets.Child"

@@ -43,7 +43,7 @@ def config_pv_type(config_class: type) -> Type:
         try:
             spec.append((name, _TYPE_CODES[annotation]))
         except KeyError:
-            allowed = ", ".join(getattr(t, "__name__", str(t)) for t in _TYPE_CODES)
+            allowed = "bool, int, float, str, list[str], list[int], list[float]"
             raise TypeError(
                 f"{config_class.__qualname__}.{name}: unsupported CONFIG field type "
                 f"{annotation!r} (allowed: {allowed})"
@@ -87,7 +87,7 @@ def _coerce_scalar(kind: type, value: Any) -> Any:
             raise TypeError("expected an integer")
         return int(value)
     if kind is float:
-        if isinstance(value, (str, bytes)):
+        if isinstance(value, (str, bytes, bool, np.bool_)):
             raise TypeError("expected a number")
         return float(value)
     if kind is str:

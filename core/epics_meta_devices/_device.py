@@ -196,12 +196,18 @@ class MetaDevice(metaclass=_ServeAfterInit):
         when the PV disconnects. Callbacks run on p4p's client workers: do not block in them.
         """
 
+        connected = False
+
         def deliver(value: Any) -> None:
+            nonlocal connected
             try:
                 if isinstance(value, Exception):
-                    if on_disconnect is not None:
+                    # p4p reports every new subscription as disconnected first: skip that one
+                    if connected and on_disconnect is not None:
                         on_disconnect(value)
+                    connected = False
                 else:
+                    connected = True
                     callback(value)
             except Exception as exc:
                 self.report_error(exc)
@@ -277,9 +283,14 @@ class MetaDevice(metaclass=_ServeAfterInit):
         self.shutdown()
 
     def _serve(self) -> None:
-        self._refuse_if_served_elsewhere()
-        if self._initial_config is not None:
-            self.apply_config(self._initial_config)
+        try:
+            self._refuse_if_served_elsewhere()
+            if self._initial_config is not None:
+                self.apply_config(self._initial_config)
+        except BaseException:
+            for pv in self._pvs.values():  # never served: release them all the same
+                pv.close()
+            raise
         self._queue.start()
         self._server = Server(providers=[self._provider], conf=self._server_conf, useenv=True)
         self.log.info("serving %s (pid %d)", self.device_type, os.getpid())
@@ -342,10 +353,10 @@ class MetaDevice(metaclass=_ServeAfterInit):
                 raise self._refusal("configure", exc) from exc
             self.config = new_config
             self._config_pv.post(config_to_dict(new_config))
+            if self._last_error:  # a successful configure clears the last error
+                self._last_error = ""
+                self._info_pv.post(self._info())
             if self._state in (DeviceState.created, DeviceState.error):
-                if self._last_error:
-                    self._last_error = ""
-                    self._info_pv.post(self._info())
                 self.state = DeviceState.ready
             self.log.info("configured: %s", config_to_dict(new_config))
 

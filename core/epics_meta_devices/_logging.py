@@ -27,4 +27,8 @@ def configure_logging(level: str | int = "WARNING") -> None:
     """Set up stderr logging for a command-line process (idempotent)."""
     if isinstance(level, str):
         level = level.upper()
+        if not isinstance(logging.getLevelName(level), int):
+            from ._state import DeviceError
+
+            raise DeviceError(f"unknown log level {level!r} (use DEBUG, INFO, WARNING or ERROR)")
     logging.basicConfig(level=level, format=LOG_FORMAT, force=True)

@@ -137,6 +137,9 @@ class DevicePV:
         value = raw if self._nt is None else (
             raw["value.index"] if self._choices is not None else raw["value"]
         )
+        if self._choices is not None and not 0 <= value < len(self._choices):
+            op.done(error=f"{self.name}: index {value} is not one of the choices {self._choices}")
+            return
         try:
             if self._on_put is None:
                 self.post(value)

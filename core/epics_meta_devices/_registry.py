@@ -32,13 +32,15 @@ class DeviceTypeRegistry:
         self._types: dict[str, DeviceTypeInfo] = {}
 
     def add(self, cls: type[MetaDevice], plugin: str = "") -> DeviceTypeInfo:
-        name = cls.device_type or default_type_name(cls)
+        # A type name is the class's own (never inherited from a registered parent class).
+        name = cls.__dict__.get("device_type") or default_type_name(cls)
         existing = self._types.get(name)
         if existing is not None and existing.cls is not cls:
             raise DeviceError(
                 f"device type {name!r} is already registered by "
                 f"{existing.cls.__module__}.{existing.cls.__qualname__}"
             )
+        cls.device_type = name
         info = DeviceTypeInfo(name, cls, plugin or (existing.plugin if existing else ""))
         self._types[name] = info
         return info
@@ -83,7 +85,8 @@ def register_device_type(cls=None, *, name=None):  # type: ignore[no-untyped-def
     ``<group>.<Class>`` (see `default_type_name`)."""
 
     def decorate(device_cls):  # type: ignore[no-untyped-def]
-        device_cls.device_type = name or default_type_name(device_cls)
+        if name:
+            device_cls.device_type = name
         registry.add(device_cls)
         return device_cls
 
