@@ -15,7 +15,7 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 
-from . import device_start, ping_roundtrip  # noqa: E402
+from . import device_start, factory, ping_roundtrip  # noqa: E402
 from ._common import HEADER, ROOT, Result  # noqa: E402
 
 REPORT = ROOT / "docs" / "performance.md"
@@ -25,6 +25,8 @@ TARGETS = f"""\
   bare p4p echo server with the same PV types, pinged by the same client code.
 - Device start and close: no target yet; the bare-p4p ratio shows what the device machinery
   (imports, plugin loading, the prefix probe, seven default PVs) adds to a process start.
+- Factory CREATE to ready: median at most {factory.CREATE_LIMIT * 1e3:g} ms. Memory and DELETE:
+  no target yet; the bare-p4p ratios show what a device process and a factory cost.
 """
 
 
@@ -66,9 +68,10 @@ Measured {datetime.datetime.now().astimezone().isoformat(timespec="seconds")} wi
 
 ## Results
 
-Times in milliseconds. Every benchmark is measured with its bare-p4p baseline in the same run,
-alternating between the two; the ratio is device median / baseline median. p99 is the maximum
-when there are fewer than 100 samples.
+Times in milliseconds, memory (RSS) in MB of 10^6 bytes, as the unit column says. Every
+benchmark is measured with its bare-p4p baseline in the same run, alternating between the two;
+the ratio is device median / baseline median. p99 is the maximum when there are fewer than 100
+samples.
 
 {table(results, markdown=True)}
 
@@ -80,6 +83,12 @@ when there are fewer than 100 samples.
   `python -c` process that imports p4p and serves one SharedPV.
 - **close**: from the put to `PREFIX:CLOSE` until the device process exits, against closing
   the bare server's standard input until it exits.
+- **factory**: a factory run with `emd factory run` in its own process, driven by a
+  `FactoryClient`. CREATE: `client.create("ping.Ping", ...)` until it returns (the device's
+  process serves its PVs), one at a time, against the bare start above. RSS: VmRSS of every
+  device process (pids from DEVICES) and of the factory with all devices alive, against bare
+  servers read while they serve. DELETE: `client.delete(...)` until it returns (after the
+  process exited; checked gone), against the bare close above.
 
 ## Targets
 
@@ -92,14 +101,17 @@ def main() -> None:
         "--quick", action="store_true", help="fewer iterations; do not write docs/performance.md"
     )
     args = parser.parse_args()
-    pings, warmup, starts = (300, 50, 3) if args.quick else (2000, 100, 10)
-    settings = f"{pings} pings per side after {warmup} warm-up, {starts} starts per side"
+    pings, warmup, starts, devices = (300, 50, 3, 5) if args.quick else (2000, 100, 10, 20)
+    settings = (f"{pings} pings per side after {warmup} warm-up, {starts} starts per side, "
+                f"{devices} factory devices")
 
     began = time.perf_counter()
     print(f"ping round trip: {settings.split(',')[0]} ...", flush=True)
     results = [ping_roundtrip.run(pings, warmup)]
     print(f"device start and close: {starts} starts per side ...", flush=True)
     results += device_start.run(starts)
+    print(f"factory: {devices} devices created, measured and deleted ...", flush=True)
+    results += factory.run(devices)
     seconds = time.perf_counter() - began
 
     print()

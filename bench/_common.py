@@ -25,8 +25,8 @@ def p99(samples: list[float]) -> float:
 
 @dataclass
 class Result:
-    """One benchmark: samples in seconds through the device and through its bare-p4p baseline,
-    both taken in the same run."""
+    """One benchmark: samples through the device and through its bare-p4p baseline, both taken
+    in the same run; in seconds (shown in ms), or in MB when `unit` is "MB"."""
 
     name: str
     device: list[float]
@@ -34,6 +34,12 @@ class Result:
     baseline_name: str
     target: float | None = None
     """Largest acceptable ratio of medians, device/baseline (None: no target)."""
+    limit: float | None = None
+    """Largest acceptable device median, in the samples' unit (None: no limit)."""
+    unit: str = "ms"
+
+    def show(self, value: float) -> str:
+        return ms(value) if self.unit == "ms" else f"{value:.1f}"
 
     @property
     def ratio(self) -> float:
@@ -41,29 +47,36 @@ class Result:
 
     @property
     def verdict(self) -> str:
-        if self.target is None:
+        if self.target is None and self.limit is None:
             return "-"
-        return "ok" if self.ratio <= self.target else "MISSED"
+        missed = (self.target is not None and self.ratio > self.target) or (
+            self.limit is not None and statistics.median(self.device) > self.limit
+        )
+        return "MISSED" if missed else "ok"
 
     def cells(self) -> list[str]:
-        """Table cells: name, n, medians and p99s in ms, ratio, target, verdict."""
+        """Table cells: name, n, unit, medians and p99s, ratio, targets, verdict."""
+        targets = [f"<= {self.target:g}x"] if self.target is not None else []
+        if self.limit is not None:
+            targets.append(f"median <= {self.show(self.limit)} {self.unit}")
         return [
             self.name,
             self.baseline_name,
             f"{len(self.device)}/{len(self.baseline)}",
-            ms(statistics.median(self.device)),
-            ms(p99(self.device)),
-            ms(statistics.median(self.baseline)),
-            ms(p99(self.baseline)),
+            self.unit,
+            self.show(statistics.median(self.device)),
+            self.show(p99(self.device)),
+            self.show(statistics.median(self.baseline)),
+            self.show(p99(self.baseline)),
             f"{self.ratio:.2f}x",
-            f"<= {self.target:g}x" if self.target is not None else "-",
+            ", ".join(targets) or "-",
             self.verdict,
         ]
 
 
 HEADER = [
-    "benchmark", "baseline", "n dev/base", "device median ms", "device p99 ms",
-    "baseline median ms", "baseline p99 ms", "ratio", "target", "verdict",
+    "benchmark", "baseline", "n dev/base", "unit", "device median", "device p99",
+    "baseline median", "baseline p99", "ratio", "target", "verdict",
 ]
 
 

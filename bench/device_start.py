@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from typing import Callable
 
 from p4p.client.thread import Context
 
@@ -72,9 +73,12 @@ def time_device(device_type: str = "ping.Ping") -> tuple[float, float]:
             end_process(process)
 
 
-def time_bare() -> tuple[float, float]:
+def time_bare(
+    on_served: Callable[[subprocess.Popen[bytes]], None] | None = None,
+) -> tuple[float, float]:
     """One bare p4p server: seconds from spawn to its PV answering, and from closing its
-    standard input to its exit."""
+    standard input to its exit. `on_served(process)`, if given, runs between the two, untimed
+    (the factory benchmark reads the server's memory there)."""
     prefix = unique_prefix("bench-bare-start")
     with Context("pva", nt=False) as context:
         started = time.perf_counter()
@@ -85,6 +89,8 @@ def time_bare() -> tuple[float, float]:
         try:
             wait_until_served(context, [f"{prefix}:VALUE"], process)
             serving = time.perf_counter() - started
+            if on_served is not None:
+                on_served(process)
             closing = time.perf_counter()
             process.stdin.close()
             process.wait(10.0)

@@ -55,13 +55,27 @@ class ChildDevice:
     state: str = "starting"
     subscription: Any = None
     _reaping: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _exit_code: int | None = None
+    _released: bool = False
 
     def join(self, timeout: float | None) -> int | None:
         """Wait for the process to end; its exit code, or None if it still runs. One thread at a
         time: two threads reaping one process would lose its exit code."""
         with self._reaping:
-            self.process.join(timeout)
-            return self.process.exitcode
+            if not self._released:
+                self.process.join(timeout)
+                self._exit_code = self.process.exitcode
+            return self._exit_code
+
+    def release(self) -> None:
+        """Free the ended process's resources (its file descriptors) now, not at some later
+        garbage collection; `join` keeps answering with the exit code."""
+        with self._reaping:
+            if not self._released:
+                self.process.join()
+                self._exit_code = self.process.exitcode
+                self.process.close()
+                self._released = True
 
 
 def start_child(device_type: str, prefix: str, config: dict[str, Any] | None, timeout: float) -> ChildDevice:

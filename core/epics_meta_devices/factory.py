@@ -61,6 +61,8 @@ class DeviceFactory(MetaDevice):
     device_type = "factory.DeviceFactory"
     Config = FactoryConfig
     client_class = "epics_meta_devices.factory:FactoryClient"
+    worker_threads = 16
+    """Threads that wait for CREATEs and DELETEs (started on demand, never more)."""
 
     def __init__(self, prefix: str, **kwargs: Any) -> None:
         super().__init__(prefix, **kwargs)
@@ -71,7 +73,7 @@ class DeviceFactory(MetaDevice):
         self._closing = threading.Event()
         # CREATE and DELETE wait for processes in these workers, so they run concurrently and
         # never hold up the factory's other PVs.
-        self._workers = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"factory:{prefix}")
+        self._workers = ThreadPoolExecutor(self.worker_threads, thread_name_prefix=f"factory:{prefix}")
         self._watcher: threading.Thread | None = None
         self._wake_read, self._wake_write = os.pipe()
         plugin_manager()
@@ -157,8 +159,7 @@ class DeviceFactory(MetaDevice):
         with self._children_lock:
             forgotten, self._forgotten = self._forgotten, []
         for child in forgotten:
-            child.join(None)
-            child.process.close()
+            child.release()
 
     def _ensure_watcher(self) -> None:
         with self._children_lock:
@@ -229,14 +230,14 @@ class FactoryClient(DeviceClient):
         self, device_type: str, device_prefix: str, config: Mapping[str, Any] | None = None
     ) -> DeviceClient:
         """Create a device and return its typed client (DeviceClient when its type names none
-        or is not installed here)."""
+        or is not installed here). The client shares this factory client's connection."""
         self.put(
             "CREATE",
             {"device_type": device_type, "device_prefix": device_prefix,
              "config": json.dumps(dict(config)) if config else ""},
             timeout=self.create_timeout,
         )
-        return client_for(device_type, device_prefix, timeout=self.timeout)
+        return client_for(device_type, device_prefix, timeout=self.timeout, context=self._context)
 
     def delete(self, device_prefix: str) -> None:
         self.put("DELETE", {"device_prefix": device_prefix}, timeout=self.create_timeout)
