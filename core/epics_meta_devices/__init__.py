@@ -10,10 +10,17 @@ from __future__ import annotations
 import importlib.metadata
 
 from ._client import DeviceClient, client_for
-from ._config import EmptyConfig
+from ._config import EmptyConfig, config_from_json, config_to_dict
 from ._device import MetaDevice, validate_prefix
 from ._namespace import DeviceNamespace
-from ._plugins import ENTRY_POINT_GROUP, PluginReport, plugin_manager, plugin_reports
+from ._plugins import (
+    ENTRY_POINT_GROUP,
+    PluginReport,
+    exporters,
+    plugin_manager,
+    plugin_reports,
+    uploaders,
+)
 from ._pvs import DevicePV
 from ._registry import DeviceTypeInfo, register_device_type, registry
 from ._state import DeviceError, DeviceState, DeviceTimeout, IllegalTransition
@@ -43,12 +50,16 @@ __all__ = [
     "PluginReport",
     "__version__",
     "client_for",
+    "config_from_json",
+    "config_to_dict",
     "devices",
+    "exporters",
     "factory",
     "hookimpl",
     "plugin_manager",
     "plugin_reports",
     "register_device_type",
     "registry",
+    "uploaders",
     "validate_prefix",
 ]

@@ -120,6 +120,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
         self._subscriptions: list[Subscription] = []
         self._pvs: dict[str, DevicePV] = {}
         self._provider = StaticProvider(f"emd:{prefix}")
+        self._providers: list[Any] = [self._provider]
         # Handlers of this device run on its own queue: one at a time, and never on p4p's shared
         # queues, where a blocking client call could deadlock (see P4P notes).
         self._queue = ThreadedWorkQueue(name=f"emd:{prefix}", maxsize=0, daemon=True)
@@ -163,24 +164,39 @@ class MetaDevice(metaclass=_ServeAfterInit):
         type: Type | None = None,
         choices: Sequence[str] | None = None,
         nt: Any = None,
+        on_rpc: Callable[[Value], Any] | None = None,
     ) -> DevicePV:
         """Serve ``PREFIX:name``. The PV type follows `initial` (float, int, bool, str, list,
         NumPy array), is an NTEnum when `choices` are given, a structure with ``type=``, or
         any p4p Normative Type with ``nt=`` (e.g. ``NTTable([...])``, initial being its rows).
 
         ``on_put(value)`` handles puts (raise DeviceError to refuse with a message; post to
-        show the new value); ``writable=True`` stores puts as they are; otherwise read-only.
+        show the new value; return a Future to complete the put later); ``writable=True`` stores
+        puts as they are; otherwise read-only. ``on_rpc(arguments)`` answers RPC calls with the
+        Value it returns (raise DeviceError to refuse).
         """
         full_name = f"{self.prefix}:{name}"
         if full_name in self._pvs:
             raise DeviceError(f"{full_name} is already served by this device")
         pv = DevicePV(
             self, full_name, initial, on_put=on_put, writable=writable, type=type,
-            choices=choices, nt=nt, queue=self._queue,
+            choices=choices, nt=nt, on_rpc=on_rpc, queue=self._queue,
         )
         self._pvs[full_name] = pv
         self._provider.add(full_name, pv._pv)
         return pv
+
+    def remove_pv(self, pv: DevicePV) -> None:
+        """Stop serving a PV added with `add_pv` (clients see it disconnect)."""
+        self._provider.remove(pv.name)
+        self._pvs.pop(pv.name, None)
+
+    def add_provider(self, provider: Any) -> None:
+        """Serve a p4p DynamicProvider alongside this device's PVs, for PVs made on demand
+        (call in ``__init__``). Its names should start with the device prefix."""
+        if self._server is not None:
+            raise DeviceError("add_provider must be called before the device serves")
+        self._providers.append(provider)
 
     def monitor(
         self,
@@ -292,7 +308,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
                 pv.close()
             raise
         self._queue.start()
-        self._server = Server(providers=[self._provider], conf=self._server_conf, useenv=True)
+        self._server = Server(providers=self._providers, conf=self._server_conf, useenv=True)
         self.log.info("serving %s (pid %d)", self.device_type, os.getpid())
 
     def _refuse_if_served_elsewhere(self) -> None:

@@ -69,6 +69,16 @@ def call_isolated(hook_name: str, report_errors: list[str] | None = None, **kwar
     return results
 
 
+def exporters() -> dict[str, Any]:
+    """Installed exporters by name (from every plugin's ``emd_exporters`` hook)."""
+    return {e.name: e for found in call_isolated("emd_exporters") for e in found or []}
+
+
+def uploaders() -> dict[str, Any]:
+    """Installed uploaders by name (from every plugin's ``emd_uploaders`` hook)."""
+    return {u.name: u for found in call_isolated("emd_uploaders") for u in found or []}
+
+
 def _plugin_sources() -> list[tuple[PluginReport, Callable[[], ModuleType]]]:
     sources: list[tuple[PluginReport, Callable[[], ModuleType]]] = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):

@@ -71,6 +71,7 @@ class DevicePV:
         initial: Any,
         *,
         on_put: PutHandler | None,
+        on_rpc: Callable[[Value], Any] | None,
         writable: bool,
         type: Type | None,
         choices: Sequence[str] | None,
@@ -80,6 +81,7 @@ class DevicePV:
         self.device = device
         self.name = name
         self._on_put = on_put
+        self._on_rpc = on_rpc
         self._writable = writable
         self._choices = list(choices) if choices is not None else None
         self._nt = nt if nt is not None else None if type is not None else nt_for(initial, choices)
@@ -153,6 +155,15 @@ class DevicePV:
             result.add_done_callback(lambda done: self._finish(op, done))
         else:
             op.done()
+
+    def rpc(self, pv: SharedPV, op: Any) -> None:
+        if self._on_rpc is None:
+            op.done(error=f"{self.name} does not take RPC calls")
+            return
+        try:
+            op.done(self._on_rpc(op.value()))
+        except Exception as exc:
+            self._refuse(op, exc)
 
     def _finish(self, op: Any, done: Future) -> None:
         exc = done.exception()

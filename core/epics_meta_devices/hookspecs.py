@@ -4,7 +4,8 @@ implementations match these signatures. Plugins are found through the ``emd`` en
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 import pluggy
 
@@ -12,6 +13,25 @@ if TYPE_CHECKING:
     import typer
 
     from ._device import MetaDevice
+
+
+
+class Exporter(Protocol):
+    """Writes a recording to a file of one format."""
+
+    name: str
+    suffixes: list[str]
+
+    def export(self, recording: Any, path: Path) -> None: ...
+
+
+class Uploader(Protocol):
+    """Hands a file to a data management system (a share, WebDAV, S3, NOMAD, ...)."""
+
+    name: str
+
+    def upload(self, path: Path, options: Mapping[str, str]) -> str: ...
+
 
 hookspec = pluggy.HookspecMarker("emd")
 hookimpl = pluggy.HookimplMarker("emd")
@@ -29,3 +49,16 @@ def emd_device_types() -> list[type[MetaDevice]]:
 @hookspec
 def emd_cli(app: typer.Typer) -> None:
     """Add commands or sub-apps to the ``emd`` command line (``app.command()``, ``app.add_typer``)."""
+
+
+@hookspec
+def emd_exporters() -> list[Exporter]:
+    """Return exporters: objects with ``name`` (e.g. ``"npz"``), ``suffixes`` (e.g.
+    ``[".npz"]``) and ``export(recording, path)``, which writes a recording (e.g. a collector's
+    `Recording`) to `path`. A collector's EXPORT PV and clients find them by name or suffix."""
+
+
+@hookspec
+def emd_uploaders() -> list[Uploader]:
+    """Return uploaders: objects with ``name`` (e.g. ``"webdav"``) and ``upload(path, options)``,
+    which hands a file to a data management system. A collector's UPLOAD PV finds them by name."""

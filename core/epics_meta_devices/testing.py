@@ -150,3 +150,49 @@ class DeviceProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class IocProcess:
+    """A real EPICS IOC (softIoc with QSRV, from pvxslibs) serving `database` with `macros`:
+    ``with IocProcess(db_text, {"P": prefix + ":"}, wait_for=prefix + ":x"):``. Its standard
+    input stays open while it runs (its shell exits at end of input)."""
+
+    def __init__(self, database: str, macros: Mapping[str, str] | None = None, *, wait_for: str = "") -> None:
+        self._db = tempfile.NamedTemporaryFile("w", suffix=".db", prefix="emd-ioc-", delete=False)
+        self._db.write(database)
+        self._db.close()
+        self.macros = ",".join(f"{k}={v}" for k, v in (macros or {}).items())
+        self.wait_for = wait_for
+        self.process: subprocess.Popen[bytes] | None = None
+        self._output = tempfile.TemporaryFile(prefix="emd-ioc-")
+
+    def start(self, timeout: float = 20.0) -> IocProcess:
+        command = [sys.executable, "-m", "pvxslibs.ioc", "-d", self._db.name]
+        if self.macros:
+            command[3:3] = ["-m", self.macros]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=self._output, stderr=subprocess.STDOUT)
+        if self.wait_for:
+            from p4p.client.thread import Context
+
+            with Context("pva", nt=False) as ctxt:
+                ctxt.get(self.wait_for, timeout=timeout)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()  # type: ignore[union-attr]
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def close(self) -> None:
+        self.stop()
+        os.unlink(self._db.name)
+
+    def __enter__(self) -> IocProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

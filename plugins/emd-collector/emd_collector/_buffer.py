@@ -1,0 +1,99 @@
+"""RingBuffer: the columnar storage of one recorded PV (value, seconds, nanoseconds, alarm
+severity and status), NumPy arrays that grow on demand up to a fixed number of samples and then
+drop the oldest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+COLUMNS = ("value", "secondsPastEpoch", "nanoseconds", "severity", "status")
+INITIAL_CAPACITY = 1024
+
+
+class RingBuffer:
+    """At most `max_samples` samples; `width` makes ``value`` 2-D (fixed-length waveforms, with a
+    ``length`` column for shorter updates). Not thread-safe: the recorder locks around it."""
+
+    def __init__(self, dtype: np.dtype, max_samples: int, width: int | None = None) -> None:
+        self.dtype = np.dtype(dtype)
+        self.width = width
+        self.max_samples = max_samples
+        self.start = 0  # index of the oldest sample
+        self.count = 0
+        self._allocate(min(INITIAL_CAPACITY, max_samples))
+
+    def _allocate(self, capacity: int) -> None:
+        shape = (capacity,) if self.width is None else (capacity, self.width)
+        self.value = np.zeros(shape, dtype=self.dtype)
+        self.seconds = np.zeros(capacity, dtype=np.int64)
+        self.nanoseconds = np.zeros(capacity, dtype=np.int32)
+        self.severity = np.zeros(capacity, dtype=np.int16)
+        self.status = np.zeros(capacity, dtype=np.int16)
+        self.length = np.zeros(capacity, dtype=np.int32) if self.width is not None else None
+
+    @property
+    def capacity(self) -> int:
+        return len(self.seconds)
+
+    def append(self, value: Any, seconds: int, nanoseconds: int, severity: int, status: int) -> bool:
+        """Store one sample; False if the buffer was full and the oldest sample was dropped."""
+        if self.count == self.capacity and self.capacity < self.max_samples:
+            self._grow()
+        if self.count < self.capacity:
+            i = (self.start + self.count) % self.capacity
+            self.count += 1
+            kept = True
+        else:  # full: overwrite the oldest
+            i = self.start
+            self.start = (self.start + 1) % self.capacity
+            kept = False
+        if self.width is None:
+            self.value[i] = value
+        else:
+            n = min(len(value), self.width)
+            self.value[i, :n] = value[:n]
+            self.value[i, n:] = 0
+            self.length[i] = n  # type: ignore[index]
+        self.seconds[i] = seconds
+        self.nanoseconds[i] = nanoseconds
+        self.severity[i] = severity
+        self.status[i] = status
+        return kept
+
+    def _grow(self) -> None:
+        old = self.columns()
+        self._allocate(min(self.capacity * 2, self.max_samples))
+        n = self.count
+        self.start = 0
+        self.value[:n] = old["value"]
+        self.seconds[:n] = old["secondsPastEpoch"]
+        self.nanoseconds[:n] = old["nanoseconds"]
+        self.severity[:n] = old["severity"]
+        self.status[:n] = old["status"]
+        if self.length is not None:
+            self.length[:n] = old["length"]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Copies of the columns, oldest sample first."""
+        order = (np.arange(self.count) + self.start) % self.capacity if self.count else np.arange(0)
+        columns = {
+            "value": self.value[order],
+            "secondsPastEpoch": self.seconds[order],
+            "nanoseconds": self.nanoseconds[order],
+            "severity": self.severity[order],
+            "status": self.status[order],
+        }
+        if self.length is not None:
+            columns["length"] = self.length[order]
+        return columns
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.value, self.seconds, self.nanoseconds, self.severity, self.status]
+        return sum(a.nbytes for a in arrays) + (self.length.nbytes if self.length is not None else 0)
+
+    def clear(self) -> None:
+        self.start = self.count = 0
+        self._allocate(min(INITIAL_CAPACITY, self.max_samples))

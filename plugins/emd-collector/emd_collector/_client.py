@@ -1,0 +1,148 @@
+"""CollectorClient (the typed client of collect.Collector) and CollectorManagement, the v1
+convenience API: ``CollectorManagement().add_collector(["circle:x", "circle:y"])``."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from p4p import Type, Value
+
+import epics_meta_devices as emd
+
+COLUMNS = "value,secondsPastEpoch,nanoseconds,severity,status,length,width,choices,kind"
+HISTORY_ARGS = Type([("pv", "s"), ("start", "d"), ("end", "d"), ("max_points", "l")])
+
+
+class CollectorClient(emd.DeviceClient):
+    """Drive a collector and read what it recorded."""
+
+    def start(self) -> None:
+        self.enable()
+
+    def stop(self) -> None:
+        self.disable()
+
+    def clear(self) -> None:
+        self.put("CLEAR", True)
+
+    def record(self, *pvs: str, **config: Any) -> None:
+        """Configure the PVs to record (and other CONFIG fields), then start."""
+        self.configure(input_pvs=list(pvs), **config)
+        self.start()
+
+    def get(self, pv: str, request: str | None = None) -> Value:  # type: ignore[override]
+        """``OUT:<pv>``: ``.history`` holds the recorded updates as the source served them.
+        (For the device's own PVs use `get_pv`.)"""
+        return super().get(f"OUT:{pv}", request=request)
+
+    def get_pv(self, name: str, request: str | None = None) -> Value:
+        return super().get(name, request=request)
+
+    def data(self, pv: str) -> dict[str, np.ndarray]:
+        """The recorded columns of `pv` as NumPy arrays (value, secondsPastEpoch, nanoseconds,
+        severity, status, and time in seconds); waveforms as 2-D ``value``."""
+        out = super().get(f"OUT:{pv}", request=f"field({COLUMNS})")
+        columns = {name: np.asarray(out[name]) for name in ("value", "secondsPastEpoch", "nanoseconds", "severity", "status")}
+        if out["kind"] == "waveform" and out["width"]:
+            columns["value"] = columns["value"].reshape(-1, out["width"])
+            columns["length"] = np.asarray(out["length"])
+        columns["time"] = columns["secondsPastEpoch"] + columns["nanoseconds"] * 1e-9
+        return columns
+
+    def history(self, pv: str, start: float = 0.0, end: float = 0.0, max_points: int = 0) -> dict[str, np.ndarray]:
+        """Range query (HISTORY RPC): samples between `start` and `end` (epoch seconds; 0 = open),
+        min/max-decimated to at most about `max_points`."""
+        arguments = Value(HISTORY_ARGS, {"pv": pv, "start": start, "end": end, "max_points": max_points})
+        try:
+            table = self._context.rpc(self.pv_name("HISTORY"), arguments, timeout=self.timeout)
+        except TimeoutError:
+            raise emd.DeviceTimeout(f"{self.pv_name('HISTORY')} did not answer within {self.timeout} s") from None
+        except Exception as exc:
+            raise emd.DeviceError(f"{self.pv_name('HISTORY')}: {exc}") from None
+        return {name: np.asarray(table["value"][name]) for name in table["value"].keys()}
+
+    def status(self, pv: str | None = None) -> dict[str, Any]:
+        """Counters and connection state of one input PV, or the totals."""
+        return super().get(f"STATUS:{pv}" if pv else "STATUS").todict()
+
+    def annotate(self, key: str, value: str, at: float | None = None) -> None:
+        self.put("ANNOTATE", {"key": key, "value": value, "time": at or 0.0})
+
+    def export(self, path: str, format: str = "", timeout: float = 300.0) -> str:
+        """Export to `path` inside the collector's data directory; returns the file it wrote."""
+        self.put("EXPORT", {"path": path, "format": format}, timeout=timeout)
+        return super().get("EXPORT")["path"]
+
+    def to_hdf(self, path: str, timeout: float = 300.0) -> str:
+        """Export as NeXus/HDF5 (needs the emd-hdf5 plugin where the collector runs)."""
+        return self.export(path, "hdf5", timeout)
+
+    def upload(self, path: str, target: str, options: str = "", timeout: float = 300.0) -> None:
+        self.put("UPLOAD", {"path": path, "target": target, "options": options}, timeout=timeout)
+
+
+def local_factory_prefix() -> str:
+    """The prefix of this user's local factory on this host."""
+    return f"emd:{socket.gethostname()}:{getpass.getuser()}:factory"
+
+
+class CollectorManagement:
+    """The v1 API: collectors on a local factory (started on demand) or on a named remote one.
+
+        client = CollectorManagement()
+        coll = client.add_collector(["circle:x", "circle:y"])
+        rcoll = client.add_collector(["circle:p"], type="remote", url="collect-host:factory")
+    """
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+
+    def add_collector(
+        self,
+        pvs: Sequence[str],
+        type: str = "local",
+        url: str | None = None,
+        prefix: str | None = None,
+        **config: Any,
+    ) -> CollectorClient:
+        """Create a collector recording `pvs`, enabled; `url` is the remote factory's prefix."""
+        if type == "local":
+            factory = url or local_factory_prefix()
+            self._ensure_local_factory(factory)
+        elif type == "remote":
+            if not url:
+                raise emd.DeviceError("a remote collector needs url=<factory prefix>")
+            factory = url
+        else:
+            raise emd.DeviceError(f"type must be 'local' or 'remote', not {type!r}")
+        with emd.FactoryClient(factory, timeout=self.timeout) as factory_client:
+            name = prefix or f"{factory}:collector:{uuid.uuid4().hex[:8]}"
+            factory_client.create("collect.Collector", name, {"input_pvs": list(pvs), **config})
+        collector = CollectorClient(name, timeout=self.timeout)
+        collector.start()
+        return collector
+
+    def _ensure_local_factory(self, factory: str) -> None:
+        with emd.DeviceClient(factory, timeout=1.0) as probe:
+            try:
+                probe.state
+                return
+            except emd.DeviceTimeout:
+                pass
+        log = Path(tempfile.gettempdir()) / f"emd-factory-{os.getuid()}.log"
+        with open(log, "ab") as out:  # detached: it outlives this Python session, like a service
+            subprocess.Popen([sys.executable, "-m", "epics_meta_devices", "factory", "run", factory],
+                             stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + self.timeout
+        with emd.DeviceClient(factory, timeout=self.timeout) as client:
+            client.wait_for_state("running", timeout=max(1.0, deadline - time.monotonic()))

@@ -1,0 +1,420 @@
+"""collect.Collector: records input PVs on demand and serves their history back as PVs."""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from p4p import Type, Value
+from p4p.client.raw import Context as RawContext
+from p4p.nt import NTTable
+from p4p.server import DynamicProvider
+from p4p.server.thread import SharedPV
+
+import epics_meta_devices as emd
+
+from ._output import DEFAULT_KIND, out_value, select, status_value, table_value
+from ._recorder import COUNTERS, Processing, PVRecorder
+from ._recording import Annotation, RecordedPV, Recording
+
+# EPICS record names (and .FIELD): the characters IOCs accept, no spaces.
+PV_NAME = re.compile(r"^[A-Za-z0-9_\-+:\[\]<>;.{}$]+$")
+MAX_SAMPLES_LIMIT = 100_000_000
+SCALAR_SAMPLE_BYTES = 24  # value 8 + seconds 8 + nanoseconds 4 + severity 2 + status 2
+
+TOTALS_TYPE = Type(
+    [("pvs", "L"), ("connected", "L"), ("samples", "L"), ("memory_bytes", "L")]
+    + [(name, "L") for name in COUNTERS],
+    id="emd:collector:status:1.0",
+)
+EXPORT_TYPE = Type([("path", "s"), ("format", "s")], id="emd:collector:export:1.0")
+UPLOAD_TYPE = Type([("path", "s"), ("target", "s"), ("options", "s")], id="emd:collector:upload:1.0")
+ANNOTATE_TYPE = Type([("key", "s"), ("value", "s"), ("time", "d")], id="emd:collector:annotate:1.0")
+ANNOTATIONS_TABLE = NTTable([("time", "d"), ("key", "s"), ("value", "s")])
+
+
+@dataclass
+class CollectorConfig:
+    input_pvs: list[str] = field(default_factory=list)
+    """PVs to record."""
+    max_samples: int = 100_000
+    """Samples kept per PV (a ring buffer: the oldest are dropped, and counted, when full)."""
+    publish_period: float = 1.0
+    """Seconds between refreshes of the OUT and STATUS PVs."""
+    queue_size: int = 1000
+    """Monitor queue per PV (with pipelining), so bursts are not squashed."""
+    data_dir: str = ""
+    """Where EXPORT writes and UPLOAD reads; every path is confined to it ("" = ./emd-data)."""
+    memory_limit_mb: float = 2048.0
+    """Guard: max_samples x PVs must fit (waveform buffers are limited to their share)."""
+    decimate: int = 1
+    """N-to-1 decimation of numeric scalars (1: off), as the EPICS compress record."""
+    decimate_mode: str = "mean"
+    """mean, min, max or last."""
+    deadband: float = 0.0
+    """Store a numeric scalar only when it moved more than this since the last stored (0: off)."""
+    pv_options: list[str] = field(default_factory=list)
+    """Per-PV processing: "<pv> decimate=10 mode=max deadband=0.5"."""
+
+    def __post_init__(self) -> None:
+        names = self.input_pvs
+        bad = [name for name in names if not PV_NAME.match(name)]
+        if bad:
+            raise ValueError(f"invalid input PV name(s) {', '.join(map(repr, bad))}")
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate input PV(s) {', '.join(duplicates)}")
+        if not 1 <= self.max_samples <= MAX_SAMPLES_LIMIT:
+            raise ValueError(f"max_samples must be between 1 and {MAX_SAMPLES_LIMIT}, got {self.max_samples}")
+        if not self.memory_limit_mb > 0:
+            raise ValueError(f"memory_limit_mb must be > 0, got {self.memory_limit_mb}")
+        needed = self.max_samples * len(names) * SCALAR_SAMPLE_BYTES / 2**20
+        if needed > self.memory_limit_mb:
+            raise ValueError(
+                f"max_samples={self.max_samples} for {len(names)} PVs needs at least {needed:.0f} MB, "
+                f"more than memory_limit_mb={self.memory_limit_mb:g}"
+            )
+        if not 0.05 <= self.publish_period <= 3600:
+            raise ValueError(f"publish_period must be between 0.05 and 3600 s, got {self.publish_period}")
+        if not 4 <= self.queue_size <= 1_000_000:
+            raise ValueError(f"queue_size must be between 4 and 1000000, got {self.queue_size}")
+        for name in names:
+            self.processing_for(name)  # raises on bad options
+
+    def processing_for(self, name: str) -> Processing:
+        options: dict[str, Any] = {"decimate": self.decimate, "mode": self.decimate_mode, "deadband": self.deadband}
+        for entry in self.pv_options:
+            pv, *pairs = entry.split()
+            if pv != name:
+                continue
+            for pair in pairs:
+                key, _, text = pair.partition("=")
+                if key not in options or not text:
+                    raise ValueError(f"pv_options {entry!r}: use decimate=N, mode=mean|min|max|last, deadband=X")
+                options[key] = text if key == "mode" else (int(text) if key == "decimate" else float(text))
+        return Processing(**options)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir or "emd-data").expanduser().resolve()
+
+
+@emd.register_device_type(name="collect.Collector")
+class Collector(emd.MetaDevice):
+    """Records PVs on demand and serves their history back as PVs."""
+
+    Config = CollectorConfig
+    client_class = "emd_collector:CollectorClient"
+
+    def __init__(self, prefix: str, **kwargs: Any) -> None:
+        super().__init__(prefix, **kwargs)
+        self.recorders: dict[str, PVRecorder] = {}
+        self.annotations: list[Annotation] = []
+        self._ready: queue.SimpleQueue[PVRecorder | None] = queue.SimpleQueue()
+        self._context: RawContext | None = None
+        self._drain_thread: threading.Thread | None = None
+        self._publisher: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._workers = ThreadPoolExecutor(2, thread_name_prefix=f"export:{prefix}")
+        self.outputs = OutputPVs(self)
+        self.add_provider(DynamicProvider(f"emd:{prefix}:outputs", self.outputs))
+        self.status_pv = self.add_pv("STATUS", self._totals(), type=TOTALS_TYPE)
+        self.clear_pv = self.add_pv("CLEAR", False, on_put=self._on_clear)
+        self.export_pv = self.add_pv("EXPORT", {}, type=EXPORT_TYPE, on_put=self._on_export)
+        self.upload_pv = self.add_pv("UPLOAD", {}, type=UPLOAD_TYPE, on_put=self._on_upload)
+        self.annotate_pv = self.add_pv("ANNOTATE", {}, type=ANNOTATE_TYPE, on_put=self._on_annotate)
+        self.annotations_pv = self.add_pv("ANNOTATIONS", [], nt=ANNOTATIONS_TABLE)
+        self.history_pv = self.add_pv("HISTORY", {}, type=Type([]), on_rpc=self._on_history)
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    def configure(self, config: CollectorConfig) -> None:
+        max_bytes = int(config.memory_limit_mb * 2**20 / max(1, len(config.input_pvs)))
+        for name in config.input_pvs:
+            recorder = self.recorders.get(name)
+            if recorder is None:
+                self.recorders[name] = PVRecorder(name, config.max_samples, max_bytes, config.processing_for(name))
+            else:  # kept with its data; new limits apply to buffers made from now on (and after CLEAR)
+                recorder.processing = config.processing_for(name)
+                recorder.max_samples, recorder.max_bytes = config.max_samples, max_bytes
+        if self._publisher is None:
+            self._publisher = threading.Thread(target=self._publish_loop, name=f"publish:{self.prefix}", daemon=True)
+            self._publisher.start()
+
+    def start(self) -> None:
+        self._context = RawContext("pva", useenv=True, nt=False)
+        self._drain_thread = threading.Thread(target=self._drain_loop, name=f"drain:{self.prefix}", daemon=True)
+        self._drain_thread.start()
+        for name in self.config.input_pvs:
+            self.recorders[name].subscribe(self._context, self.config.queue_size, self._ready)
+        self.log.info("recording %d PVs", len(self.config.input_pvs))
+
+    def stop(self) -> None:
+        for recorder in self.recorders.values():
+            recorder.unsubscribe()
+        if self._context is not None:
+            self._context.close()
+            self._context = None
+        self._ready.put(None)
+        if self._drain_thread is not None and self._drain_thread is not threading.current_thread():
+            self._drain_thread.join(10)
+        self._drain_thread = None
+        self._publish()
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._publisher is not None:
+            self._publisher.join(10)
+        self._workers.shutdown(wait=True)
+        self.outputs.close()
+
+    def _drain_loop(self) -> None:
+        while (recorder := self._ready.get()) is not None:
+            try:
+                recorder.drain()
+            except Exception as exc:  # a bug, not bad data: stop and say so
+                self.report_error(exc)
+                return
+
+    def _publish_loop(self) -> None:
+        while not self._closing.wait(self.config.publish_period):
+            try:
+                self._publish()
+            except Exception:
+                self.log.exception("publishing failed")
+
+    def _publish(self) -> None:
+        self.outputs.refresh()
+        self.status_pv.post(self._totals())
+
+    def _totals(self) -> dict[str, int]:
+        recorders = list(self.recorders.values())
+        totals = {name: sum(r.counters[name] for r in recorders) for name in COUNTERS}
+        return {
+            "pvs": len(recorders),
+            "connected": sum(r.connected for r in recorders),
+            "samples": sum(r.buffer.count for r in recorders if r.buffer is not None),
+            "memory_bytes": sum(r.nbytes for r in recorders),
+            **totals,
+        }
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def _on_clear(self, value: bool) -> None:
+        if not value:
+            return
+        for name in [n for n in self.recorders if n not in self.config.input_pvs]:
+            del self.recorders[name]  # no longer an input: its data goes with CLEAR
+        for recorder in self.recorders.values():
+            recorder.clear()
+        self.annotations.clear()
+        self.annotations_pv.post([])
+        self._publish()
+        self.log.info("cleared")
+
+    def _on_annotate(self, request: Value) -> None:
+        key = request["key"].strip()
+        if not key:
+            raise emd.DeviceError("ANNOTATE needs a key")
+        self.annotations.append(Annotation(request["time"] or time.time(), key, request["value"]))
+        self.annotations_pv.post([asdict(a) for a in self.annotations])
+
+    def _on_history(self, arguments: Value) -> Value:
+        fields = arguments["query"] if "query" in arguments.keys() else arguments  # NTURI or plain
+
+        def argument(name: str, default: Any) -> Any:
+            return fields[name] if name in fields.keys() else default
+
+        name = str(argument("pv", ""))
+        recorder = self.recorders.get(name)
+        if recorder is None:
+            raise emd.DeviceError(f"{name!r} is not recorded here (recorded: {', '.join(self.recorders) or 'none'})")
+        try:
+            start, end = float(argument("start", 0) or 0), float(argument("end", 0) or 0)
+            max_points = int(argument("max_points", 0) or 0)
+        except ValueError as exc:
+            raise emd.DeviceError(f"HISTORY arguments: {exc}") from None
+        if max_points < 0:
+            raise emd.DeviceError(f"max_points must be >= 0, got {max_points}")
+        columns, _ = recorder.snapshot()
+        chosen = select(columns, recorder.kind or DEFAULT_KIND, start, end, max_points)
+        return table_value(recorder, chosen, timestamp=time.time())
+
+    def _on_export(self, request: Value) -> Future:
+        path = self.data_file(request["path"])
+        exporter = self._exporter(request["format"].strip(), path)
+        recording = self.recording()
+        if recording.samples == 0:
+            raise emd.DeviceError(f"{self.prefix} has recorded nothing yet: nothing to export")
+        return self._workers.submit(self._export, exporter, recording, path)
+
+    def _export(self, exporter: Any, recording: Recording, path: Path) -> None:
+        try:
+            exporter.export(recording, path)
+        except OSError as exc:
+            raise emd.DeviceError(f"cannot write {path}: {exc.strerror or exc}") from None
+        self.export_pv.post({"path": str(path), "format": exporter.name})
+        self.log.info("exported %d samples to %s", recording.samples, path)
+
+    def _on_upload(self, request: Value) -> Future:
+        path = self.data_file(request["path"])
+        target = request["target"].strip()
+        uploaders = emd.uploaders()
+        if target not in uploaders:
+            installed = ", ".join(sorted(uploaders)) or "none (install emd-dms)"
+            raise emd.DeviceError(f"no uploader {target!r} installed (installed: {installed})")
+        if not path.is_file():
+            raise emd.DeviceError(f"cannot upload {path}: no such file in the data directory")
+        options = emd.config_from_json(request["options"], "UPLOAD options") if request["options"].strip() else {}
+        return self._workers.submit(uploaders[target].upload, path, options)
+
+    def data_file(self, text: str) -> Path:
+        """`text` as a path inside the data directory; DeviceError for anything leading out."""
+        root = self.config.data_path
+        if not text.strip():
+            raise emd.DeviceError(f"a path is needed (relative to the data directory {root})")
+        relative = Path(text)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise emd.DeviceError(
+                f"path {text!r} must be relative to the data directory {root}, without '..'"
+            )
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root):  # e.g. through a symbolic link
+            raise emd.DeviceError(f"path {text!r} leads outside the data directory {root}")
+        return path
+
+    def _exporter(self, name: str, path: Path) -> Any:
+        exporters = emd.exporters()
+        installed = ", ".join(sorted(exporters))
+        if name:
+            if name not in exporters:
+                raise emd.DeviceError(f"unknown export format {name!r} (installed: {installed})")
+            return exporters[name]
+        for exporter in exporters.values():
+            if path.suffix in exporter.suffixes:
+                return exporter
+        raise emd.DeviceError(f"cannot tell the export format of {path.name!r}: give a format (installed: {installed})")
+
+    def recording(self) -> Recording:
+        """A consistent snapshot of everything recorded, for exporters."""
+        pvs = {}
+        for name, recorder in list(self.recorders.items()):
+            columns, events = recorder.snapshot()
+            kind = recorder.kind or DEFAULT_KIND
+            pvs[name] = RecordedPV(name, kind.kind, kind.code, columns, list(recorder.choices),
+                                   recorder.units, dict(recorder.counters), events)
+        info = self._info()
+        identity = {"prefix": self.prefix, "type": self.device_type, "uuid": self.uuid, "host": info["host"],
+                    "pid": info["pid"], "versions": {"emd-collector": info["plugin_version"],
+                                                     "epics-meta-devices": info["core_version"]}}
+        return Recording(identity, emd.config_to_dict(self.config), pvs, list(self.annotations), time.time())
+
+
+class _Connections:
+    """p4p handler of an OUT PV: counts clients, so only watched PVs are rebuilt."""
+
+    def __init__(self) -> None:
+        self.watched = False
+
+    def onFirstConnect(self, pv: SharedPV) -> None:
+        self.watched = True
+
+    def onLastDisconnect(self, pv: SharedPV) -> None:
+        self.watched = False
+
+
+@dataclass
+class _Output:
+    recorder: PVRecorder
+    what: str  # "out", "table" or "status"
+    pv: SharedPV
+    connections: _Connections
+    version: int = -1
+    kind: Any = None
+
+
+class OutputPVs:
+    """Serves OUT:<pv>, OUT:<pv>:TABLE and STATUS:<pv> on demand (a p4p DynamicProvider
+    handler): built when a client first asks, so a get always sees current data, then rebuilt
+    at the publish period only while a client is connected, so idle histories cost nothing."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self.outputs: dict[str, _Output] = {}
+        self.lock = threading.Lock()
+
+    def _resolve(self, name: str) -> tuple[PVRecorder, str] | None:
+        recorders = self.collector.recorders
+        out, status = f"{self.collector.prefix}:OUT:", f"{self.collector.prefix}:STATUS:"
+        if name.startswith(out):
+            rest = name[len(out):]
+            if rest.endswith(":TABLE") and rest[:-6] in recorders:
+                return recorders[rest[:-6]], "table"
+            if rest in recorders:
+                return recorders[rest], "out"
+        elif name.startswith(status) and name[len(status):] in recorders:
+            return recorders[name[len(status):]], "status"
+        return None
+
+    def testChannel(self, name: str) -> Any:
+        if self._resolve(name):
+            return True
+        prefix = self.collector.prefix
+        if name.startswith((f"{prefix}:OUT:", f"{prefix}:STATUS:")):
+            return DynamicProvider.NotYet  # not cached as absent: input_pvs may name it later
+        return False
+
+    def makeChannel(self, name: str, peer: str) -> SharedPV:
+        target = self._resolve(name)  # checked again: p4p may ask for names testChannel refused
+        if target is None:
+            raise KeyError(f"{name} is not served by {self.collector.prefix}")
+        with self.lock:
+            output = self.outputs.get(name)
+            if output is None or output.recorder is not target[0]:
+                connections = _Connections()
+                output = _Output(target[0], target[1], SharedPV(handler=connections), connections)
+                self.outputs[name] = output
+            self._refresh(output, force=True)
+            return output.pv
+
+    def refresh(self) -> None:
+        with self.lock:
+            for output in self.outputs.values():
+                if output.connections.watched:
+                    self._refresh(output)
+
+    def _refresh(self, output: _Output, force: bool = False) -> None:
+        recorder = output.recorder
+        if output.what == "status":
+            value = status_value(recorder)
+        else:
+            if not force and output.version == recorder.version:
+                return
+            output.version = recorder.version
+            columns, _ = recorder.snapshot()
+            value = out_value(recorder, columns) if output.what == "out" else table_value(
+                recorder, columns, timestamp=time.time())
+        kind = recorder.kind or DEFAULT_KIND
+        if not output.pv.isOpen():
+            output.pv.open(value)
+        elif kind != output.kind:  # first data fixed the type: clients reconnect to the new one
+            output.pv.close()
+            output.pv.open(value)
+        else:
+            output.pv.post(value)
+        output.kind = kind
+
+    def close(self) -> None:
+        with self.lock:
+            for output in self.outputs.values():
+                output.pv.close()
+            self.outputs.clear()
+
+
+__all__ = ["Collector", "CollectorConfig"]

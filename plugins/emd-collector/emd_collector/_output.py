@@ -1,0 +1,156 @@
+"""How recordings are served: the OUT structure (a ``history`` of structures like the original
+PV, plus columns), the OUT ``:TABLE`` NTTable, per-PV STATUS, and HISTORY range queries."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from p4p import Type, Value
+from p4p.nt import NTTable
+from p4p.nt.common import alarm, timeStamp
+
+from ._recorder import COUNTERS, PVKind, PVRecorder
+
+DEFAULT_KIND = PVKind("scalar", "d")  # served until the first update says otherwise
+STATUS_TYPE = Type(
+    [("pv", "s"), ("connected", "?"), ("kind", "s"), ("samples", "L"), ("memory_bytes", "L")]
+    + [(name, "L") for name in COUNTERS]
+    + [("last_event", "s")],
+    id="emd:collector:pvstatus:1.0",
+)
+
+
+def _value_code(kind: PVKind) -> str:
+    return ("a" + kind.code) if kind.kind == "waveform" else kind.code
+
+
+@lru_cache(maxsize=None)
+def out_type(kind: PVKind) -> Type:
+    """OUT:<pv>: ``history`` (value, alarm, timeStamp per update, as the source served them)
+    and the same data as columns, which a client can ask for alone with a pvRequest."""
+    code = _value_code(kind)
+    column = "a" + kind.code  # waveforms: flattened, `width` values per sample
+    return Type(
+        [
+            ("history", ("aS", None, [("value", code), ("alarm", alarm), ("timeStamp", timeStamp)])),
+            ("value", column),
+            ("secondsPastEpoch", "al"),
+            ("nanoseconds", "ai"),
+            ("severity", "ai"),
+            ("status", "ai"),
+            ("length", "ai"),
+            ("width", "i"),
+            ("choices", "as"),
+            ("units", "s"),
+            ("kind", "s"),
+        ],
+        id="emd:collector:out:1.0",
+    )
+
+
+@lru_cache(maxsize=None)  # one type object per kind: post() needs the exact type of open()
+def table_nt(kind: PVKind) -> NTTable:
+    columns = [("time", "d"), ("secondsPastEpoch", "l"), ("nanoseconds", "i")]
+    if kind.kind != "waveform":  # NTTable columns are 1-D: waveforms stay in OUT:<pv>
+        columns.append(("value", kind.code))
+    return NTTable(columns + [("severity", "i"), ("status", "i")])
+
+
+def out_value(recorder: PVRecorder, columns: dict[str, np.ndarray]) -> Value:
+    kind = recorder.kind or DEFAULT_KIND
+    n = len(columns.get("secondsPastEpoch", ()))
+    if n == 0:
+        return Value(out_type(kind), {"kind": kind.kind, "width": kind.width or 0})
+    values = columns["value"]
+    plain = values.tolist()
+    if kind.kind == "waveform":
+        lengths = columns["length"]
+        plain = [row[:length] for row, length in zip(values, lengths)]
+    history = [
+        {"value": v, "alarm": {"severity": sev, "status": st}, "timeStamp": {"secondsPastEpoch": s, "nanoseconds": ns}}
+        for v, sev, st, s, ns in zip(plain, columns["severity"].tolist(), columns["status"].tolist(),
+                                     columns["secondsPastEpoch"].tolist(), columns["nanoseconds"].tolist())
+    ]
+    return Value(out_type(kind), {
+        "history": history,
+        "value": values.reshape(-1) if kind.kind == "waveform" else values,
+        "secondsPastEpoch": columns["secondsPastEpoch"],
+        "nanoseconds": columns["nanoseconds"],
+        "severity": columns["severity"].astype(np.int32),
+        "status": columns["status"].astype(np.int32),
+        "length": columns.get("length", np.zeros(0, np.int32)),
+        "width": kind.width or 0,
+        "choices": recorder.choices,
+        "units": recorder.units,
+        "kind": kind.kind,
+    })
+
+
+def table_rows(kind: PVKind, columns: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Columns for an NTTable (as NTTable.wrap takes them: one dict of arrays)."""
+    if not len(columns.get("secondsPastEpoch", ())):
+        return {}
+    rows = {
+        "time": columns["secondsPastEpoch"] + columns["nanoseconds"] * 1e-9,
+        "secondsPastEpoch": columns["secondsPastEpoch"],
+        "nanoseconds": columns["nanoseconds"],
+        "severity": columns["severity"].astype(np.int32),
+        "status": columns["status"].astype(np.int32),
+    }
+    if kind.kind != "waveform":
+        rows["value"] = columns["value"]
+    return rows
+
+
+def table_value(recorder: PVRecorder, columns: dict[str, np.ndarray], **kws: Any) -> Value:
+    kind = recorder.kind or DEFAULT_KIND
+    nt = table_nt(kind)
+    value = nt.wrap([], **kws)
+    for name, column in table_rows(kind, columns).items():
+        value[f"value.{name}"] = column
+    for label in nt.labels:  # mark empty columns too, so an emptied table shows empty
+        if not value.changed(f"value.{label}"):
+            value[f"value.{label}"] = []
+    return value
+
+
+def status_value(recorder: PVRecorder) -> Value:
+    last = recorder.events[-1] if recorder.events else None
+    return Value(STATUS_TYPE, {
+        "pv": recorder.name,
+        "connected": recorder.connected,
+        "kind": recorder.kind.kind if recorder.kind else "",
+        "samples": recorder.buffer.count if recorder.buffer else 0,
+        "memory_bytes": recorder.nbytes,
+        **recorder.counters,
+        "last_event": f"{last.kind} {last.message}".strip() if last else "",
+    })
+
+
+def select(columns: dict[str, np.ndarray], kind: PVKind, start: float, end: float, max_points: int) -> dict[str, np.ndarray]:
+    """The samples with start <= time <= end (0: open end); above `max_points`, min/max
+    decimation: per bucket the smallest and the largest value, in time order (as the Archiver
+    Appliance's mean/min/max operators, keeping extremes visible)."""
+    if not len(columns.get("secondsPastEpoch", ())):
+        return columns
+    times = columns["secondsPastEpoch"] + columns["nanoseconds"] * 1e-9
+    mask = np.ones(len(times), dtype=bool)
+    if start:
+        mask &= times >= start
+    if end:
+        mask &= times <= end
+    index = np.flatnonzero(mask)
+    if max_points and len(index) > max_points:
+        if kind.numeric and max_points >= 2:
+            buckets = np.array_split(index, max_points // 2)
+            values = columns["value"]
+            keep = set()
+            for bucket in buckets:
+                keep.add(int(bucket[np.argmin(values[bucket])]))
+                keep.add(int(bucket[np.argmax(values[bucket])]))
+            index = np.array(sorted(keep), dtype=np.int64)
+        else:
+            index = index[np.linspace(0, len(index) - 1, max_points).astype(np.int64)]
+    return {name: column[index] for name, column in columns.items()}

@@ -1,0 +1,270 @@
+"""PVRecorder: records every update of one input PV into a RingBuffer, with its counters,
+connection events and optional processing (N-to-1 decimation, deadband).
+
+Updates arrive through p4p's raw client: its monitor handler only queues the recorder, and one
+drain thread pops every queued update of a subscription per wake-up (cheaper per update than
+the thread client's callbacks, see P4P-NOTES)."""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from p4p import Value
+from p4p.client.raw import Context, Disconnected, Finished, RemoteError
+
+from ._buffer import RingBuffer
+
+# PVAccess type code -> NumPy dtype of the value column ('s': Python strings in an object array)
+DTYPES = {"?": np.bool_, "b": np.int8, "B": np.uint8, "h": np.int16, "H": np.uint16,
+          "i": np.int32, "I": np.uint32, "l": np.int64, "L": np.uint64,
+          "f": np.float32, "d": np.float64, "s": np.object_}
+AGGREGATES = {"mean": np.mean, "min": np.min, "max": np.max, "last": lambda values: values[-1]}
+COUNTERS = ("received", "stored", "dropped", "filtered", "gaps", "disconnects",
+            "type_changes", "rejected", "time_reversals")
+
+
+@dataclass
+class Processing:
+    """Minor processing of numeric scalars, as the EPICS compress record does."""
+
+    decimate: int = 1
+    mode: str = "mean"
+    deadband: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.decimate < 1:
+            raise ValueError(f"decimate must be >= 1, got {self.decimate}")
+        if self.mode not in AGGREGATES:
+            raise ValueError(f"mode must be one of {', '.join(AGGREGATES)}, got {self.mode!r}")
+        if not self.deadband >= 0:
+            raise ValueError(f"deadband must be >= 0, got {self.deadband}")
+
+    @property
+    def active(self) -> bool:
+        return self.decimate > 1 or self.deadband > 0
+
+
+@dataclass(frozen=True)
+class PVKind:
+    """What a PV's updates look like, fixed by its first update."""
+
+    kind: str  # "scalar", "string", "enum" or "waveform"
+    code: str  # PVAccess type code of the stored value ("i" for enum indices)
+    width: int | None = None
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(DTYPES[self.code])
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind == "scalar" and self.code not in ("s", "?")
+
+
+def kind_of(update: Value) -> PVKind:
+    if update.getID().startswith("epics:nt/NTEnum"):
+        return PVKind("enum", "i")
+    code = update.type().aspy("value")
+    if not isinstance(code, str) or code.lstrip("a") not in DTYPES:
+        raise TypeError(f"unsupported value type {code!r}")
+    if code.startswith("a"):
+        return PVKind("waveform", code[1:], len(update["value"]))
+    return PVKind("string" if code == "s" else "scalar", code)
+
+
+@dataclass
+class Event:
+    """A connection event or a notable change, with the time it happened (s since epoch)."""
+
+    time: float
+    kind: str
+    message: str = ""
+
+
+class PVRecorder:
+    """The recording of one input PV."""
+
+    def __init__(self, name: str, max_samples: int, max_bytes: int, processing: Processing) -> None:
+        self.name = name
+        self.max_samples = max_samples
+        self.max_bytes = max_bytes
+        self.processing = processing
+        self.lock = threading.Lock()  # guards buffer and events against the publisher's reads
+        self.buffer: RingBuffer | None = None
+        self.kind: PVKind | None = None
+        self.choices: list[str] = []
+        self.units = ""
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self.events: list[Event] = []
+        self.connected = False
+        self.version = 0  # changes whenever stored data or counters change
+        self.subscription: Any = None
+        self._last_time = (0, 0)
+        self._last_tag = 0
+        self._last_stored: float | None = None
+        self._pending: list[tuple[float, int, int, int, int]] = []
+        self._py_type: type | None = None
+
+    # -- subscription -----------------------------------------------------------------------------
+
+    def subscribe(self, context: Context, queue_size: int, ready: queue.SimpleQueue) -> None:
+        """Monitor the PV losslessly: a deep queue with pipelining (p4p squashes to 4 otherwise)."""
+        self.subscription = context.monitor(
+            self.name, lambda: ready.put(self), f"record[queueSize={queue_size},pipeline=true]"
+        )
+
+    def unsubscribe(self) -> None:
+        if self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
+        if self.connected:
+            self._event("disconnected", "recording stopped")
+            self.connected = False
+
+    def drain(self) -> None:
+        """Record every update queued for this PV (runs on the collector's drain thread)."""
+        subscription = self.subscription
+        while subscription is not None:
+            update = subscription.pop()
+            if update is None:
+                return
+            if isinstance(update, Exception):
+                self._on_exception(update)
+            else:
+                self._record(update)
+
+    # -- recording --------------------------------------------------------------------------------
+
+    def _record(self, update: Value) -> None:
+        self.counters["received"] += 1
+        if not self.connected:
+            self.connected = True
+            self._event("connected")
+        value = update["value"]
+        if type(value) is not self._py_type or (self.kind and self.kind.kind == "waveform" and value.dtype != self.kind.dtype):
+            value = self._check_kind(update, value)
+            if value is None:
+                return
+        if self.kind.kind == "enum":  # type: ignore[union-attr]
+            value = value["index"]
+        seconds = update["timeStamp.secondsPastEpoch"]
+        nanoseconds = update["timeStamp.nanoseconds"]
+        tag = update["timeStamp.userTag"]
+        if (seconds, nanoseconds) < self._last_time:
+            self.counters["time_reversals"] += 1  # kept, in arrival order (see docs)
+        self._last_time = (seconds, nanoseconds)
+        if tag and self._last_tag and tag != self._last_tag + 1:
+            self.counters["gaps"] += 1  # the source numbers its updates in userTag: some are missing
+        self._last_tag = tag
+        severity, status = update["alarm.severity"], update["alarm.status"]
+        if self.processing.active and self.kind.numeric:  # type: ignore[union-attr]
+            self._process(float(value), seconds, nanoseconds, severity, status)
+        else:
+            self._store(value, seconds, nanoseconds, severity, status)
+
+    def _check_kind(self, update: Value, value: Any) -> Any:
+        """First update: set up the buffer. Later: a type change. Numeric scalars are converted
+        and kept; anything else that no longer fits is rejected and counted."""
+        try:
+            kind = kind_of(update)
+        except TypeError as exc:
+            self.counters["rejected"] += 1
+            self._event("rejected", str(exc))
+            return None
+        if self.kind is None:
+            self._setup(kind, update)
+            return value
+        if kind != self.kind:
+            if self._py_type is not type(value):
+                self.counters["type_changes"] += 1
+                self._event("type_changed", f"{self.kind.kind} {self.kind.code} -> {kind.kind} {kind.code}")
+                self._py_type = type(value)
+            if kind.numeric and self.kind.numeric:
+                return value
+            self.counters["rejected"] += 1
+            return None
+        self._py_type = type(value)
+        return value
+
+    def _setup(self, kind: PVKind, update: Value) -> None:
+        per_sample = (kind.width or 1) * kind.dtype.itemsize + 16
+        max_samples = min(self.max_samples, max(1, self.max_bytes // per_sample))
+        if max_samples < self.max_samples:
+            self._event("limited", f"buffer limited to {max_samples} samples by memory_limit_mb")
+        with self.lock:
+            self.kind = kind
+            self.buffer = RingBuffer(kind.dtype, max_samples, kind.width)
+            self._py_type = type(update["value"])
+            if kind.kind == "enum":
+                self.choices = list(update["value.choices"])
+            if "display" in update.keys() and "units" in update["display"].keys():
+                self.units = update["display.units"]
+
+    def _process(self, value: float, seconds: int, nanoseconds: int, severity: int, status: int) -> None:
+        processing = self.processing
+        if processing.decimate > 1:
+            self._pending.append((value, seconds, nanoseconds, severity, status))
+            if len(self._pending) < processing.decimate:
+                self.counters["filtered"] += 1
+                return
+            values = np.array([p[0] for p in self._pending])
+            worst = max(self._pending, key=lambda p: p[3])
+            value = float(AGGREGATES[processing.mode](values))
+            severity, status = worst[3], worst[4]
+            self._pending.clear()
+        if processing.deadband > 0 and self._last_stored is not None and not math.isnan(value):
+            if abs(value - self._last_stored) <= processing.deadband:
+                self.counters["filtered"] += 1
+                return
+        self._last_stored = value
+        self._store(value, seconds, nanoseconds, severity, status)
+
+    def _store(self, value: Any, seconds: int, nanoseconds: int, severity: int, status: int) -> None:
+        with self.lock:
+            kept = self.buffer.append(value, seconds, nanoseconds, severity, status)  # type: ignore[union-attr]
+            self.counters["stored"] += 1
+            if not kept:
+                self.counters["dropped"] += 1
+            self.version += 1
+
+    def _on_exception(self, exc: Exception) -> None:
+        if isinstance(exc, Disconnected):
+            if self.connected:
+                self.counters["disconnects"] += 1
+                self._event("disconnected")
+            self.connected = False
+        elif isinstance(exc, (RemoteError, Finished)):
+            self._event("error", str(exc) or type(exc).__name__)
+
+    def _event(self, kind: str, message: str = "") -> None:
+        with self.lock:
+            self.events.append(Event(time.time(), kind, message))
+            self.version += 1
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[dict[str, np.ndarray], list[Event]]:
+        """Copies of the columns (oldest first) and events, consistent with each other."""
+        with self.lock:
+            columns = self.buffer.columns() if self.buffer is not None else {}
+            return columns, list(self.events)
+
+    def clear(self) -> None:
+        with self.lock:
+            if self.buffer is not None:
+                self.buffer.clear()
+            self.events.clear()
+            self.counters = dict.fromkeys(COUNTERS, 0)
+            self._pending.clear()
+            self._last_stored = None
+            self.version += 1
+
+    @property
+    def nbytes(self) -> int:
+        return self.buffer.nbytes if self.buffer is not None else 0
