@@ -26,7 +26,8 @@ def p99(samples: list[float]) -> float:
 @dataclass
 class Result:
     """One benchmark: samples through the device and through its bare-p4p baseline, both taken
-    in the same run; in seconds (shown in ms), or in MB when `unit` is "MB"."""
+    in the same run; in seconds (shown in ms) when `unit` is "ms", else in that unit (MB, us,
+    B, updates: whole counts)."""
 
     name: str
     device: list[float]
@@ -37,8 +38,12 @@ class Result:
     limit: float | None = None
     """Largest acceptable device median, in the samples' unit (None: no limit)."""
     unit: str = "ms"
+    floor: float | None = None
+    """Smallest acceptable device median, in the samples' unit (None: no floor)."""
 
     def show(self, value: float) -> str:
+        if self.unit == "updates":
+            return f"{value:.0f}"
         return ms(value) if self.unit == "ms" else f"{value:.1f}"
 
     @property
@@ -47,10 +52,13 @@ class Result:
 
     @property
     def verdict(self) -> str:
-        if self.target is None and self.limit is None:
+        if self.target is None and self.limit is None and self.floor is None:
             return "-"
-        missed = (self.target is not None and self.ratio > self.target) or (
-            self.limit is not None and statistics.median(self.device) > self.limit
+        median = statistics.median(self.device)
+        missed = (
+            (self.target is not None and self.ratio > self.target)
+            or (self.limit is not None and median > self.limit)
+            or (self.floor is not None and median < self.floor)
         )
         return "MISSED" if missed else "ok"
 
@@ -59,6 +67,8 @@ class Result:
         targets = [f"<= {self.target:g}x"] if self.target is not None else []
         if self.limit is not None:
             targets.append(f"median <= {self.show(self.limit)} {self.unit}")
+        if self.floor is not None:
+            targets.append(f"median >= {self.show(self.floor)} {self.unit}")
         return [
             self.name,
             self.baseline_name,

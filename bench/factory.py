@@ -75,7 +75,7 @@ def run(count: int = 20) -> list[Result]:
     assert factory.process is not None
     try:
         with FactoryClient(prefix) as client:
-            client.get("CREATE")  # connect the channel first: its search is not a CREATE's cost
+            client.get_pv("CREATE")  # connect the channel first: its search is not a CREATE's cost
             for n in range(count):
                 sides: list[Callable[[], None]] = [partial(create, client, f"{prefix}:b{n}"), bare]
                 for side in sides if n % 2 == 0 else reversed(sides):  # alternate who goes first

@@ -86,7 +86,7 @@ def test_life_cycle_with_device_client(prefix, run_device):
     assert client.state is emd.DeviceState.running
     client.put("INPUT", 4.0)
     client.put("CMD", "compute")
-    assert client.get("OUTPUT").value == 10.0
+    assert client.get_pv("OUTPUT").value == 10.0
     client.disable()
     assert client.state is emd.DeviceState.ready
     client.enable()  # enabling again works

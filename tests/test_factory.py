@@ -18,7 +18,7 @@ from p4p.client.thread import RemoteError
 
 import epics_meta_devices as emd
 from emd_ping import PingClient
-from epics_meta_devices.testing import DeviceProcess
+from epics_meta_devices.testing import DeviceProcess, wait_until
 
 
 def child_pids(pid: int) -> set[int]:
@@ -42,15 +42,6 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    """Wait for `condition()` to hold, checking every 20 ms; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -80,8 +71,8 @@ def test_seed_factory_snippet(prefix, ctxt, tmp_path):
         assert process.stdout.readline().strip() == "serving"
         ctxt.put(f"{prefix}:CONFIG", {"configured": True})
         ctxt.put(f"{prefix}:ENABLE", True)
-        types = ctxt.get(f"{prefix}:DEVICETYPES")
-        assert list(types.value) == ["ping.Ping", "test.CrashOnStart", "test.Probe"]
+        types = list(ctxt.get(f"{prefix}:DEVICETYPES").value)
+        assert types == sorted(types) and {"collect.Collector", "ping.Ping", "test.Probe"} <= set(types)
         ctxt.put(f"{prefix}:CREATE", {"device_type": "ping.Ping", "device_prefix": f"{prefix}:ping"})
         assert ctxt.get(f"{prefix}:ping:TYPE").value == "ping.Ping"
         [pid] = ctxt.get(f"{prefix}:DEVICES").value.pid
@@ -99,7 +90,7 @@ def test_seed_factory_snippet(prefix, ctxt, tmp_path):
 
 def test_factory_client_returns_typed_clients(prefix, factory):
     client, _ = factory
-    assert client.types() == ["ping.Ping", "test.CrashOnStart", "test.Probe"]
+    assert {"ping.Ping", "test.CrashOnStart", "test.Probe"} <= set(client.types())
     ping = client.create("ping.Ping", f"{prefix}:ping", config={"delay": 0.0})
     assert isinstance(ping, PingClient) and ping.state is emd.DeviceState.ready
     ping.enable()
@@ -128,9 +119,9 @@ def test_create_applies_config(prefix, factory):
 @pytest.mark.parametrize(
     "request_, reason",
     [
-        ({"device_type": "no.Such", "device_prefix": "P:x"}, "unknown device type 'no.Such' (known: ping.Ping, "),
+        ({"device_type": "no.Such", "device_prefix": "P:x"}, "unknown device type 'no.Such' (known: "),
         ({"device_type": "os.system", "device_prefix": "P:x"}, "unknown device type 'os.system'"),
-        ({"device_type": "", "device_prefix": "P:x"}, "CREATE needs a device_type, one of: ping.Ping"),
+        ({"device_type": "", "device_prefix": "P:x"}, "CREATE needs a device_type, one of: "),
         ({"device_type": "ping.Ping", "device_prefix": ""}, "device prefix must be a non-empty string"),
         ({"device_type": "ping.Ping", "device_prefix": "bad prefix"}, "invalid device prefix 'bad prefix'"),
         ({"device_type": "ping.Ping", "device_prefix": "P:x:"}, "invalid device prefix"),

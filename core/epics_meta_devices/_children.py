@@ -88,6 +88,9 @@ def start_child(device_type: str, prefix: str, config: dict[str, Any] | None, ti
         target=run_child,
         args=(device_type, prefix, config, close_event, exit_event, child_end, logging.getLogger().level),
         name=f"{CHILD_NAME_PREFIX}{prefix}",
+        # daemon: when the factory's Python exits, multiprocessing terminates (SIGTERM: a clean
+        # close) its devices instead of waiting for them forever
+        daemon=True,
     )
     process.start()
     child_end.close()  # so a child that dies shows as end-of-file on `report`

@@ -32,8 +32,8 @@ class DeviceClient:
     def pv_name(self, name: str) -> str:
         return f"{self.prefix}:{name}"
 
-    def get(self, name: str, request: str | None = None) -> Value:
-        """The Value of ``PREFIX:name``."""
+    def get_pv(self, name: str, request: str | None = None) -> Value:
+        """The Value of ``PREFIX:name`` (typed clients may give ``get`` a meaning of their own)."""
         pv = self.pv_name(name)
         try:
             return self._context.get(pv, request=request, timeout=self.timeout)
@@ -60,23 +60,23 @@ class DeviceClient:
 
     @property
     def state(self) -> DeviceState:
-        return DeviceState(STATE_NAMES[self.get("STATE")["value.index"]])
+        return DeviceState(STATE_NAMES[self.get_pv("STATE")["value.index"]])
 
     @property
     def device_type(self) -> str:
-        return self.get("TYPE")["value"]
+        return self.get_pv("TYPE")["value"]
 
     @property
     def uuid(self) -> str:
-        return self.get("UUID")["value"]
+        return self.get_pv("UUID")["value"]
 
     @property
     def info(self) -> dict[str, Any]:
-        return self.get("INFO").todict()
+        return self.get_pv("INFO").todict()
 
     @property
     def config(self) -> dict[str, Any]:
-        return _plain(self.get("CONFIG").todict())
+        return _plain(self.get_pv("CONFIG").todict())
 
     def configure(self, config: Mapping[str, Any] | None = None, **fields: Any) -> None:
         """Put the given CONFIG fields (others keep their values)."""

@@ -166,6 +166,9 @@ class DevicePV:
             self._refuse(op, exc)
 
     def _finish(self, op: Any, done: Future) -> None:
+        if done.cancelled():  # e.g. queued CREATEs when a factory closes: answer, never leave hanging
+            op.done(error=f"{self.name}: cancelled, {self.device.prefix} is closing")
+            return
         exc = done.exception()
         if exc is None:
             op.done()

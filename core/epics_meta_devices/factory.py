@@ -116,7 +116,7 @@ class DeviceFactory(MetaDevice):
         child.subscription = self.monitor(f"{prefix}:STATE", partial(self._on_child_state, child))
         self.log.info("created %s %s (pid %s)", device_type, prefix, child.process.pid)
         self.create_pv.post({"device_type": device_type, "device_prefix": prefix,
-                             "config": json.dumps(config) if config else ""})
+                             "config": json.dumps(config) if config is not None else ""})
         self._post_devices()
 
     def _on_child_state(self, child: ChildDevice, value: Value) -> None:
@@ -234,7 +234,7 @@ class FactoryClient(DeviceClient):
         self.put(
             "CREATE",
             {"device_type": device_type, "device_prefix": device_prefix,
-             "config": json.dumps(dict(config)) if config else ""},
+             "config": json.dumps(dict(config)) if config is not None else ""},
             timeout=self.create_timeout,
         )
         return client_for(device_type, device_prefix, timeout=self.timeout, context=self._context)
@@ -244,13 +244,13 @@ class FactoryClient(DeviceClient):
 
     def devices(self) -> list[dict[str, Any]]:
         """The DEVICES table as one dict per device."""
-        table = self.get("DEVICES")["value"]
+        table = self.get_pv("DEVICES")["value"]
         columns = table.keys()
         # tolist(): plain Python values (int, str), not NumPy scalars
         return [dict(zip(columns, row)) for row in zip(*(_column(table[c]) for c in columns))]
 
     def types(self) -> list[str]:
-        return list(self.get("DEVICETYPES")["value"])
+        return list(self.get_pv("DEVICETYPES")["value"])
 
 
 def _column(values: Any) -> list[Any]:

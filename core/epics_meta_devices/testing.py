@@ -10,8 +10,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ._client import DeviceClient
 from ._state import DeviceError, DeviceState, DeviceTimeout
@@ -54,6 +55,16 @@ def use_loopback_environment() -> dict[str, str]:
     env = loopback_environment()
     os.environ.update(env)
     return env
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "the condition") -> None:
+    """Check `condition` every 20 ms until it holds; AssertionError naming `what` after
+    `timeout` seconds. For values no PV update announces (process tables, files)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.02)
 
 
 def unique_prefix(stem: str = "emdtest") -> str:

@@ -40,18 +40,15 @@ class CollectorClient(emd.DeviceClient):
         self.configure(input_pvs=list(pvs), **config)
         self.start()
 
-    def get(self, pv: str, request: str | None = None) -> Value:  # type: ignore[override]
+    def get(self, pv: str, request: str | None = None) -> Value:
         """``OUT:<pv>``: ``.history`` holds the recorded updates as the source served them.
-        (For the device's own PVs use `get_pv`.)"""
-        return super().get(f"OUT:{pv}", request=request)
-
-    def get_pv(self, name: str, request: str | None = None) -> Value:
-        return super().get(name, request=request)
+        (For the collector's own PVs use `get_pv`.)"""
+        return self.get_pv(f"OUT:{pv}", request=request)
 
     def data(self, pv: str) -> dict[str, np.ndarray]:
         """The recorded columns of `pv` as NumPy arrays (value, secondsPastEpoch, nanoseconds,
         severity, status, and time in seconds); waveforms as 2-D ``value``."""
-        out = super().get(f"OUT:{pv}", request=f"field({COLUMNS})")
+        out = self.get_pv(f"OUT:{pv}", request=f"field({COLUMNS})")
         columns = {name: np.asarray(out[name]) for name in ("value", "secondsPastEpoch", "nanoseconds", "severity", "status")}
         if out["kind"] == "waveform" and out["width"]:
             columns["value"] = columns["value"].reshape(-1, out["width"])
@@ -73,7 +70,7 @@ class CollectorClient(emd.DeviceClient):
 
     def status(self, pv: str | None = None) -> dict[str, Any]:
         """Counters and connection state of one input PV, or the totals."""
-        return super().get(f"STATUS:{pv}" if pv else "STATUS").todict()
+        return self.get_pv(f"STATUS:{pv}" if pv else "STATUS").todict()
 
     def annotate(self, key: str, value: str, at: float | None = None) -> None:
         self.put("ANNOTATE", {"key": key, "value": value, "time": at or 0.0})
@@ -81,7 +78,7 @@ class CollectorClient(emd.DeviceClient):
     def export(self, path: str, format: str = "", timeout: float = 300.0) -> str:
         """Export to `path` inside the collector's data directory; returns the file it wrote."""
         self.put("EXPORT", {"path": path, "format": format}, timeout=timeout)
-        return super().get("EXPORT")["path"]
+        return self.get_pv("EXPORT")["path"]
 
     def to_hdf(self, path: str, timeout: float = 300.0) -> str:
         """Export as NeXus/HDF5 (needs the emd-hdf5 plugin where the collector runs)."""

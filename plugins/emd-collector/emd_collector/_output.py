@@ -60,9 +60,12 @@ def table_nt(kind: PVKind) -> NTTable:
 
 def out_value(recorder: PVRecorder, columns: dict[str, np.ndarray]) -> Value:
     kind = recorder.kind or DEFAULT_KIND
-    n = len(columns.get("secondsPastEpoch", ()))
-    if n == 0:
-        return Value(out_type(kind), {"kind": kind.kind, "width": kind.width or 0})
+    if not len(columns.get("secondsPastEpoch", ())):
+        # every field set (to empty): post() keeps fields a value leaves unmarked
+        empty = {"history": [], "value": [], "secondsPastEpoch": [], "nanoseconds": [], "severity": [],
+                 "status": [], "length": []}
+        return Value(out_type(kind), {**empty, "width": kind.width or 0, "choices": recorder.choices,
+                                      "units": recorder.units, "kind": kind.kind})
     values = columns["value"]
     plain = values.tolist()
     if kind.kind == "waveform":

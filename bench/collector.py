@@ -1,0 +1,410 @@
+"""collect.Collector benchmarks: ingest from a real IOC (CPU per update, loss, memory per
+sample), retrieval of a long history, and ingest while a client polls OUT PVs.
+
+Every collector runs with ``emd device run`` in a process of its own (DeviceProcess); its CPU
+time is read from /proc/PID/stat (utime + stime, all threads) around what is measured. The
+IOC is a real softIoc (IocProcess) whose calc records count their own scans, so the values a
+collector stored tell exactly how many updates the IOC sent between the first and the last.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from emd_collector import load_npz
+from p4p.client.thread import Context
+
+from epics_meta_devices import DeviceClient
+from epics_meta_devices.testing import DeviceProcess, IocProcess, unique_prefix
+
+from ._common import ROOT, Result, end_process
+from .factory import rss_mb
+
+RATE = 10.0
+"""Updates per second of every IOC record (SCAN .1 second)."""
+RECORD = 'record(calc, "$(P)s{n}") {{ field(SCAN, ".1 second") field(CALC, "A+1") ' \
+         'field(INPA, "$(P)s{n}.VAL NPP") }}\n'
+"""One IOC record: VAL counts the record's scans, so consecutive updates differ by 1."""
+CPU_TARGET = 1.0
+"""Collector CPU per update at most that of the bare thread-client monitor."""
+MEMORY_LIMIT = 48.0
+"""Bytes per stored scalar sample (STATUS memory_bytes / samples)."""
+SAMPLE_BYTES = 24.0
+"""The data of one scalar sample: value 8 + seconds 8 + nanoseconds 4 + severity 2 + status 2."""
+RETRIEVAL_TARGET = 2.0
+"""Get of the OUT columns at most 2x a plain get of an NTScalarArray double of as many elements."""
+POLL_TARGET = 1.1
+"""Ingest CPU per update with a poller at most 10 % above that without."""
+COLUMNS = "field(value,secondsPastEpoch,nanoseconds,severity,status)"
+CHUNK = 90_000
+"""Updates the retrieval source posts at a time: less than the collector's monitor queue."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much the collector benchmarks do."""
+
+    ingest_pvs: int
+    ingest_seconds: float
+    sizes: tuple[int, ...]
+    """Retrieval: samples recorded, in turn (history and watched OUT at the first)."""
+    watch: int
+    """Updates posted in each of the four windows of the watched-OUT comparison."""
+    poll_pvs: int
+    poll_seconds: float
+    """Each of the four windows."""
+
+    def __str__(self) -> str:
+        return (f"collector: {self.ingest_pvs} PVs for {self.ingest_seconds:g} s, "
+                f"{'/'.join(f'{n:,}' for n in self.sizes)} samples, {self.poll_pvs} PVs polled "
+                f"in windows of {self.poll_seconds:g} s")
+
+
+FULL = Settings(1000, 30.0, (100_000, 1_000_000), 50_000, 200, 8.0)
+QUICK = Settings(200, 5.0, (100_000,), 20_000, 100, 2.5)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by process `pid`, all threads: utime + stime of /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # fields 14, 15
+
+
+def start_helper(module: str, *args: str) -> subprocess.Popen[str]:
+    """Start ``python -m bench.<module> ARGS`` (bare_monitor or bare_source); return once it
+    printed ``ready``. Talk to it with `ask`."""
+    process = subprocess.Popen([sys.executable, "-m", f"bench.{module}", *args], cwd=ROOT,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if ask(process) != "ready":
+        end_process(process, timeout=1.0)
+        raise RuntimeError(f"bench.{module} exited with {process.returncode} before serving")
+    return process
+
+
+def ask(process: subprocess.Popen[str], line: str = "") -> str:
+    """Send `line` (if any) to a helper and return its answer (one line)."""
+    assert process.stdin is not None and process.stdout is not None
+    if line:
+        process.stdin.write(line + "\n")
+        process.stdin.flush()
+    return process.stdout.readline().strip()
+
+
+def stop_helper(process: subprocess.Popen[str]) -> None:
+    """Close a helper's standard input (it exits on that) and make sure it is gone."""
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.close()
+    end_process(process)
+    process.stdout.close()
+
+
+def ioc(stack: ExitStack, prefix: str, count: int) -> None:
+    """Start an IOC serving `count` counting calc records PREFIX:s0... at RATE, closed with
+    `stack`."""
+    database = "".join(RECORD.format(n=n) for n in range(count))
+    server = IocProcess(database, {"P": f"{prefix}:"}, wait_for=f"{prefix}:s{count - 1}")
+    stack.callback(server.close)  # before start: a start that times out leaves it running
+    server.start()
+
+
+def helper(stack: ExitStack, module: str, *args: str) -> subprocess.Popen[str]:
+    """`start_helper`, stopped with `stack`."""
+    process = start_helper(module, *args)
+    stack.callback(stop_helper, process)
+    return process
+
+
+def device(stack: ExitStack, config: dict[str, object]) -> tuple[DeviceClient, int]:
+    """Start a collect.Collector with `config` in a process of its own, closed with `stack`:
+    its client and pid."""
+    process = DeviceProcess("collect.Collector", unique_prefix("bench-coll"), config=config)
+    client = stack.enter_context(process)
+    assert process.process is not None
+    return client, process.process.pid
+
+
+class Poller(threading.Thread):
+    """Gets every one of `names` (every field), round and round, until `stop`: a client that
+    watches a few recordings. Counts its gets."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(name="poller")
+        self.names = names
+        self.gets = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with Context("pva", nt=False) as context:
+            while not self.stopping.is_set():
+                for name in self.names:
+                    context.get(name, timeout=10.0)
+                    self.gets += 1
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
+
+
+def record(collector: DeviceClient, pid: int, seconds: float, poller: Poller | None = None,
+           ) -> tuple[float, int]:
+    """Enable the collector, wait `seconds` (with `poller` running meanwhile), disable it: its
+    CPU seconds from enable to disable, and the updates it received in that time (from STATUS,
+    final once disable returns)."""
+    received = collector.get_pv("STATUS")["received"]
+    cpu = cpu_seconds(pid)
+    collector.enable()
+    if poller:
+        poller.start()
+    time.sleep(seconds)
+    if poller:
+        poller.stop()
+    collector.disable()
+    cpu = cpu_seconds(pid) - cpu
+    return cpu, collector.get_pv("STATUS")["received"] - received
+
+
+def bare_window(names: list[str], seconds: float) -> tuple[float, int]:
+    """The baseline of `record`: bench.bare_monitor subscribes to `names`, counts for
+    `seconds` and unsubscribes; its CPU seconds over that window and the updates it counted."""
+    process = start_helper("bare_monitor", *names)
+    try:
+        cpu = cpu_seconds(process.pid)
+        ask(process, "start")
+        time.sleep(seconds)
+        count = int(ask(process, "stop"))
+        return cpu_seconds(process.pid) - cpu, count
+    finally:
+        stop_helper(process)
+
+
+def ingest(pvs: int, seconds: float) -> list[Result]:
+    """`pvs` IOC records at RATE for `seconds`, into a bare monitor, then into a collector:
+    CPU per update, updates lost, memory per stored sample."""
+    prefix = unique_prefix("bench-ioc")
+    names = [f"{prefix}:s{n}" for n in range(pvs)]
+    with ExitStack() as stack:
+        ioc(stack, prefix, pvs)
+        bare_cpu, bare_count = bare_window(names, seconds)
+        data = stack.enter_context(tempfile.TemporaryDirectory(prefix="emd-bench-"))
+        collector, pid = device(stack, {"input_pvs": names, "max_samples": 1000,
+                                        "queue_size": 1000, "data_dir": data})
+        rss = rss_mb(pid)
+        cpu, _ = record(collector, pid, seconds)
+        rss = rss_mb(pid) - rss
+        status = collector.get_pv("STATUS").todict()
+        collector.put("EXPORT", {"path": "ingest.npz", "format": "npz"}, timeout=120.0)
+        arrays = load_npz(Path(data) / "ingest.npz")["arrays"]
+
+    kept = sent = backwards = 0
+    for name in names:  # each record's values count its scans: a missing update is a skip
+        values = arrays[f"{name}/value"]
+        kept += len(values)
+        sent += int(values[-1] - values[0]) + 1 if len(values) else 0
+        backwards += int((values[1:] <= values[:-1]).sum())
+    expected = pvs * RATE * seconds
+    print(f"  bare monitor: {bare_count} updates ({bare_count / expected:.1%} of {expected:.0f} "
+          f"= PVs x {RATE:g} Hz x {seconds:g} s), {bare_cpu:.2f} s CPU")
+    print(f"  collector: {cpu:.2f} s CPU; STATUS " + ", ".join(
+        f"{k}={status[k]}" for k in ("received", "stored", "dropped", "gaps", "disconnects",
+                                     "samples", "memory_bytes")))
+    print(f"  collector: {kept} samples exported, {sent} sent by the IOC between each PV's first "
+          f"and last ({status['received'] / expected:.1%} of {expected:.0f}), {backwards} out "
+          f"of order; RSS grew {rss:.1f} MB ({rss * 1e6 / max(1, status['samples']):.0f} B per "
+          f"sample)")
+    faults = [f"{k} {status[k]}" for k in ("dropped", "gaps", "disconnects") if status[k]]
+    if not status["received"] == status["stored"] == kept:
+        faults.append(f"received {status['received']}, stored {status['stored']}, kept {kept}")
+    name = f"{pvs} PVs at {RATE:g} Hz for {seconds:g} s"
+    return [
+        Result(f"ingest CPU per update, {name}", [cpu / status["received"] * 1e6],
+               [bare_cpu / bare_count * 1e6], "bare p4p thread-client monitor",
+               target=CPU_TARGET, unit="us"),
+        Result(f"ingest updates kept of those sent, {name}"
+               + (f" ({'; '.join(faults)})" if faults else ""),
+               [kept], [sent], "IOC scans between first and last", unit="updates", floor=sent),
+        Result(f"memory per stored scalar sample, {status['samples']} samples",
+               [status["memory_bytes"] / status["samples"]], [SAMPLE_BYTES],
+               "the sample's data (8+8+4+2+2 B)", limit=MEMORY_LIMIT, unit="B"),
+    ]
+
+
+def wait_received(collector: DeviceClient, count: int, timeout: float = 60.0) -> int:
+    """Wait until the collector's STATUS shows `count` updates received, or shows no progress
+    for 3 s (updates were lost), or `timeout` passes; the count received."""
+    received, progress, deadline = -1, time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = collector.get_pv("STATUS")["received"]
+        if now >= count:
+            return now
+        if now != received:
+            received, progress = now, time.monotonic()
+        elif time.monotonic() - progress > 3.0:
+            break
+        time.sleep(0.05)
+    return received
+
+
+def timed_get(context: Context, name: str, request: str | None = None) -> float:
+    """Seconds one get of `name` takes."""
+    started = time.perf_counter()
+    context.get(name, request=request, timeout=60.0)
+    return time.perf_counter() - started
+
+
+def first_gets(out: str, array: str, count: int) -> tuple[list[float], list[float]]:
+    """`count` gets of the OUT columns and of the bare array, each from a new Context (a new
+    channel: the collector builds the OUT value for it), alternating: seconds of each."""
+    device_times: list[float] = []
+    bare_times: list[float] = []
+    for _ in range(count):
+        for name, request, times in ((out, COLUMNS, device_times), (array, None, bare_times)):
+            with Context("pva", nt=False) as context:
+                times.append(timed_get(context, name, request))
+    return device_times, bare_times
+
+
+def retrieval(sizes: list[int], watch: int, gets: int = 5) -> list[Result]:
+    """One PV recorded to each of `sizes` samples, posted by bench.bare_source as fast as it can
+    in chunks the monitor queue holds. At each size: gets of the OUT columns against gets of an
+    NTScalarArray of as many doubles (alternating, after one of each to connect), and first
+    gets on new channels; at the first size also gets of the ``history`` field, and the ingest
+    CPU per update while a monitor watches OUT against none (ABBA, `watch` updates each)."""
+    source_prefix = unique_prefix("bench-src")
+    array = f"{source_prefix}:ARRAY"
+    results: list[Result] = []
+    with ExitStack() as stack:
+        source = helper(stack, "bare_source", source_prefix)
+        collector, pid = device(stack, {"input_pvs": [f"{source_prefix}:SOURCE"],
+                                        "max_samples": 1_000_000, "queue_size": 100_000})
+        out = f"{collector.prefix}:OUT:{source_prefix}:SOURCE"
+        collector.enable()
+        posted = wait_received(collector, 1)  # subscribed: SOURCE's initial value, update 0
+
+        def fill(count: int) -> float:
+            """Post `count` more updates in chunks, each once the previous one is received: the
+            collector's CPU seconds per update meanwhile."""
+            nonlocal posted
+            cpu, target = cpu_seconds(pid), posted + count
+            while posted < target:
+                n = min(CHUNK, target - posted)
+                ask(source, f"post {n}")
+                received = wait_received(collector, posted + n)
+                if received < posted + n:
+                    print(f"  LOST {posted + n - received} of {posted + n} posted: STATUS "
+                          f"{collector.get_pv('STATUS').todict()}")
+                posted = received
+            return (cpu_seconds(pid) - cpu) / count
+
+        for size in sizes:
+            began, count = time.perf_counter(), size - posted
+            per_update = fill(count)
+            status = collector.get_pv("STATUS").todict()
+            label = f"{size / 1e6:g}M" if size >= 1e6 else f"{size / 1e3:g}k"
+            print(f"  {label}: filled at {count / (time.perf_counter() - began):.0f} updates/s "
+                  f"({per_update * 1e6:.1f} us CPU per update); STATUS received="
+                  f"{status['received']} gaps={status['gaps']} samples={status['samples']} "
+                  f"memory_bytes={status['memory_bytes']} ({status['memory_bytes'] / size:.1f} "
+                  f"B per sample); RSS {rss_mb(pid):.0f} MB")
+            ask(source, f"array {size}")
+            news, bare_news = first_gets(out, array, 3 if size < 1e6 else 1)
+            print(f"  {label}: first gets (new channel) {statistics.median(news) * 1e3:.0f} ms; "
+                  f"RSS after them {rss_mb(pid):.0f} MB")
+            with Context("pva", nt=False) as context:
+                device_times: list[float] = []
+                bare_times: list[float] = []
+                for i in range(gets + 1):
+                    sides = [(out, COLUMNS, device_times), (array, None, bare_times)]
+                    for name, request, times in sides if i % 2 == 0 else reversed(sides):
+                        times.append(timed_get(context, name, request))
+                del device_times[0], bare_times[0]  # the first: connecting the channel
+                history = [timed_get(context, out, "field(history)") for _ in range(gets)] \
+                    if size == sizes[0] else []
+            results.append(Result(f"get OUT columns, {label} samples", device_times, bare_times,
+                                  f"bare p4p NTScalarArray, {label} doubles",
+                                  target=RETRIEVAL_TARGET))
+            if history:
+                results.append(Result(f"get OUT history, {label} samples", history, bare_times,
+                                      f"bare p4p NTScalarArray, {label} doubles"))
+            results.append(Result(f"first get OUT columns (new channel), {label} samples", news,
+                                  bare_news, "bare p4p NTScalarArray, new channel"))
+            if size == sizes[0]:
+                quiet: list[float] = []
+                watched: list[float] = []
+                for i in range(4):
+                    if i in (1, 2):
+                        with Context("pva", nt=False) as context:
+                            monitor = context.monitor(out, lambda value: None, request=COLUMNS)
+                            watched.append(fill(watch) * 1e6)
+                            monitor.close()
+                    else:
+                        quiet.append(fill(watch) * 1e6)
+                results.append(Result(
+                    f"ingest CPU per update, OUT watched by a monitor, {label}-{posted / 1e3:.0f}k "
+                    "samples", watched, quiet, "same collector, OUT not watched",
+                    target=POLL_TARGET, unit="us"))
+                print(f"  watched OUT: RSS after {rss_mb(pid):.0f} MB")
+        collector.disable()
+    return results
+
+
+def polling(pvs: int, seconds: float, polled: int = 5, rounds: int = 4) -> list[Result]:
+    """A collector recording `pvs` IOC records in `rounds` windows of `seconds`, alternately
+    without and with a Poller of OUT:<pv> for `polled` PVs (ABBA order): CPU per update, and
+    the CPU each get added, against a Poller of a bare SharedPV (bench.bare_source's ARRAY)."""
+    prefix, source_prefix = unique_prefix("bench-ioc"), unique_prefix("bench-src")
+    names = [f"{prefix}:s{n}" for n in range(pvs)]
+    quiet: list[float] = []
+    polled_cpu: list[float] = []
+    per_get: list[float] = []
+    bare_per_get: list[float] = []
+    with ExitStack() as stack:
+        ioc(stack, prefix, pvs)
+        source = helper(stack, "bare_source", source_prefix)
+        ask(source, "array 1000")
+        collector, pid = device(stack, {"input_pvs": names, "max_samples": 1000})
+        for i in range(rounds):
+            poller = Poller([f"{collector.prefix}:OUT:{n}" for n in names[:polled]]) \
+                if i % 4 in (1, 2) else None
+            cpu, received = record(collector, pid, seconds, poller)
+            (polled_cpu if poller else quiet).append(cpu / received * 1e6)
+            if poller:  # the CPU above what the updates cost without a poller, per get
+                per_get.append((cpu - received * min(quiet) * 1e-6) / poller.gets * 1e6)
+            print(f"  {'with' if poller else 'without'} poller: {received} received "
+                  f"({received / (pvs * RATE * seconds):.1%} of PVs x rate x window), "
+                  f"{cpu / received * 1e6:.1f} us CPU per update"
+                  + (f", {poller.gets / seconds:.0f} gets/s" if poller else ""))
+        for _ in range(2):
+            poller = Poller([f"{source_prefix}:ARRAY"])
+            cpu = cpu_seconds(source.pid)
+            poller.start()
+            time.sleep(seconds / 2)
+            poller.stop()
+            bare_per_get.append((cpu_seconds(source.pid) - cpu) / poller.gets * 1e6)
+            print(f"  bare SharedPV: {poller.gets / seconds * 2:.0f} gets/s, "
+                  f"{bare_per_get[-1]:.0f} us CPU per get")
+    return [
+        Result(f"ingest CPU per update, {pvs} PVs, {polled} OUT polled", polled_cpu, quiet,
+               "same collector, not polled", target=POLL_TARGET, unit="us"),
+        Result(f"CPU per OUT get while recording, {pvs} PVs", per_get, bare_per_get,
+               "bare p4p SharedPV, 1000 doubles", unit="us"),
+    ]
+
+
+def run(settings: Settings) -> list[Result]:
+    """Every collector benchmark, as much as `settings` say."""
+    print(f"  ingest: {settings.ingest_pvs} PVs for {settings.ingest_seconds:g} s ...", flush=True)
+    results = ingest(settings.ingest_pvs, settings.ingest_seconds)
+    print(f"  retrieval: {', '.join(f'{n:,}' for n in settings.sizes)} samples ...", flush=True)
+    results += retrieval(list(settings.sizes), settings.watch)
+    print(f"  ingest while polling: {settings.poll_pvs} PVs ...", flush=True)
+    results += polling(settings.poll_pvs, settings.poll_seconds)
+    return results

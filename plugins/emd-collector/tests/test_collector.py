@@ -1,0 +1,357 @@
+"""collect.Collector through its PVs and CollectorClient, recording a real IOC and p4p sources.
+The collector always runs in its own process."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from p4p.client.thread import RemoteError
+from p4p.nt import NTScalar
+
+import epics_meta_devices as emd
+from emd_collector import CollectorClient, load_npz
+from epics_meta_devices.testing import DeviceProcess, wait_until
+
+
+def status(client, pv=None):
+    return client.status(pv)
+
+
+def collector(run_device, prefix, **config) -> CollectorClient:
+    base = run_device("collect.Collector", f"{prefix}:coll", config={"publish_period": 0.1, **config})
+    return CollectorClient(base.prefix)
+
+
+def test_seed_using_a_device_against_an_ioc(prefix, ioc, ctxt, tmp_path):
+    """The seed's snippet as written (only the PV names carry the test's prefix)."""
+    x, y = f"{prefix}:circle:x", f"{prefix}:circle:y"
+    script = tmp_path / "collector.py"
+    script.write_text(textwrap.dedent(f"""
+        import epics_meta_devices as emd
+        ping_device = emd.devices.collect.Collector({prefix + ':mycollector'!r})
+        print("serving", flush=True)
+        ping_device.wait_closed()
+    """))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert process.stdout.readline().strip() == "serving"
+        mycollector = f"{prefix}:mycollector"
+        ctxt.put(f"{mycollector}:CONFIG", {"input_pvs": [x, y]})
+        ctxt.put(f"{mycollector}:ENABLE", True)
+        wait_until(lambda: len(ctxt.get(f"{mycollector}:OUT:{x}").history) >= 10, 10, "10 samples of x")
+        history = ctxt.get(f"{mycollector}:OUT:{x}").history
+        values = [v.value for v in history]
+        angles = [round(math.degrees(math.acos(v))) for v in values]
+        assert all(a % 10 == 0 for a in angles), values  # cos of the IOC's 10-degree steps
+        first = history[0]
+        assert first.alarm.severity == 0 and first.timeStamp.secondsPastEpoch > 1_700_000_000
+        ctxt.put(f"{mycollector}:ENABLE", False)
+        ctxt.put(f"{mycollector}:CLOSE", True)
+        assert process.wait(10) == 0
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+
+
+def test_collector_created_through_a_factory(prefix, ioc, ctxt):
+    factory = DeviceProcess("factory.DeviceFactory", f"{prefix}:factory", cli=["factory", "run", f"{prefix}:factory"])
+    factory.start()
+    try:
+        with emd.FactoryClient(f"{prefix}:factory") as factories:
+            coll = factories.create("collect.Collector", f"{prefix}:fc", {"input_pvs": [f"{prefix}:circle:x"]})
+            assert isinstance(coll, CollectorClient)
+            ctxt.put(f"{prefix}:fc:ENABLE", True)
+            wait_until(lambda: len(ctxt.get(f"{prefix}:fc:OUT:{prefix}:circle:x").history) >= 5, 10, "5 samples")
+            assert all(-1 <= v.value <= 1 for v in ctxt.get(f"{prefix}:fc:OUT:{prefix}:circle:x").history)
+    finally:
+        factory.stop()
+
+
+def test_every_type_is_recorded_as_served(prefix, sources, run_device):
+    client = collector(run_device, prefix, input_pvs=[sources.name(k) for k in sources.KINDS])
+    client.start()
+    wait_until(lambda: client.status()["connected"] == len(sources.KINDS), 10, "all sources connected")
+    sent = {
+        "double": [1.5, -2.25], "float": [0.5, 1.25], "int32": [-7, 2**31 - 1], "int64": [2**40, -(2**40)],
+        "uint8": [255, 3], "bool": [True, False], "string": ["hello", "wörld"],
+        "waveform": [np.arange(4.0), np.array([9.0, 8.0])],  # shorter update: padded, length kept
+        "enum": [2, 1],
+    }
+    for kind, values in sent.items():
+        for value in values:
+            sources.post(kind, value)
+    wait_until(lambda: client.status()["stored"] == len(sources.KINDS) * 3, 10, "every update stored")
+    dtypes = {"double": "f8", "float": "f4", "int32": "i4", "int64": "i8", "uint8": "u1", "bool": "?", "enum": "i4"}
+    for kind, values in sent.items():
+        data = client.data(sources.name(kind))
+        recorded = list(data["value"][1:])  # [0] is the value served at connection
+        if kind == "waveform":
+            assert data["value"].shape == (3, 4) and list(data["length"]) == [4, 4, 2]
+            assert list(recorded[0]) == [0, 1, 2, 3] and list(recorded[1]) == [9, 8, 0, 0]
+            continue
+        assert recorded == values, kind
+        if kind in dtypes:
+            assert data["value"].dtype == np.dtype(dtypes[kind]), kind
+    out = client.get(sources.name("enum"))
+    assert list(out.choices) == ["off", "on", "auto"] and out.kind == "enum"
+    assert [v.value for v in client.get(sources.name("string")).history] == ["", "hello", "wörld"]
+    table = client.get_pv(f"OUT:{sources.name('double')}:TABLE")
+    assert table.getID() == "epics:nt/NTTable:1.0" and list(table.value.value) == [0.0, 1.5, -2.25]
+
+
+def test_a_burst_is_recorded_without_loss(prefix, sources, run_device):
+    client = collector(run_device, prefix, input_pvs=[sources.name("int64")], queue_size=10000)
+    client.start()
+    wait_until(lambda: client.status()["connected"] == 1, 10, "connected")
+    for n in range(1, 20001):
+        sources.post("int64", n)
+    wait_until(lambda: client.status()["received"] == 20001, 20, "20000 updates received")
+    totals = client.status()
+    assert totals["stored"] == 20001 and totals["dropped"] == 0
+    assert np.array_equal(client.data(sources.name("int64"))["value"], np.arange(20001))
+
+
+def test_ring_buffer_drops_oldest_and_counts(prefix, sources, run_device):
+    client = collector(run_device, prefix, input_pvs=[sources.name("double")], max_samples=10)
+    client.start()
+    wait_until(lambda: client.status()["connected"] == 1, 10, "connected")
+    for n in range(1, 25):
+        sources.post("double", float(n))
+    wait_until(lambda: client.status()["received"] == 25, 10, "25 received")
+    pv_status = client.status(sources.name("double"))
+    assert (pv_status["stored"], pv_status["dropped"], pv_status["samples"]) == (25, 15, 10)
+    assert list(client.data(sources.name("double"))["value"]) == [float(n) for n in range(15, 25)]
+
+
+def test_disable_keeps_enable_appends_clear_empties(prefix, sources, run_device):
+    name = sources.name("double")
+    client = collector(run_device, prefix, input_pvs=[name])
+    client.start()
+    wait_until(lambda: client.status()["connected"] == 1, 10, "connected")
+    sources.post("double", 1.0)
+    wait_until(lambda: client.status()["stored"] == 2, 10, "2 stored")
+    client.stop()
+    sources.post("double", 2.0)  # not recorded: disabled
+    assert list(client.data(name)["value"]) == [0.0, 1.0]
+    client.start()  # the current value (2.0) arrives on connection, then new ones
+    wait_until(lambda: client.status(name)["stored"] == 3, 10, "reconnected")
+    sources.post("double", 3.0)
+    wait_until(lambda: client.status()["stored"] == 4, 10, "4 stored")
+    assert list(client.data(name)["value"]) == [0.0, 1.0, 2.0, 3.0]
+    client.clear()
+    assert client.status()["samples"] == 0 and len(client.data(name)["value"]) == 0
+
+
+def test_ioc_restart_mid_recording(prefix, ioc, run_device):
+    name = f"{prefix}:circle:angle"
+    client = collector(run_device, prefix, input_pvs=[name])
+    client.start()
+    wait_until(lambda: client.status(name)["stored"] >= 5, 10, "recording")
+    ioc.stop()
+    wait_until(lambda: not client.status(name)["connected"], 10, "disconnect noticed")
+    before = client.status(name)["stored"]
+    ioc.start()
+    wait_until(lambda: client.status(name)["stored"] >= before + 5, 20, "recording resumed by itself")
+    pv_status = client.status(name)
+    assert pv_status["connected"] and pv_status["disconnects"] == 1
+    assert client.state is emd.DeviceState.running
+
+
+def test_missing_pv_is_reported_and_the_rest_recorded(prefix, sources, run_device):
+    client = collector(run_device, prefix, input_pvs=[f"{prefix}:does:not:exist", sources.name("double")])
+    client.start()
+    wait_until(lambda: client.status(sources.name("double"))["connected"], 10, "the existing PV connected")
+    sources.post("double", 4.0)
+    wait_until(lambda: client.status(sources.name("double"))["stored"] == 2, 10, "the existing PV recorded")
+    missing = client.status(f"{prefix}:does:not:exist")
+    assert missing["connected"] is False and missing["stored"] == 0
+    assert client.status()["connected"] == 1
+
+
+@pytest.mark.parametrize(
+    "config, reason",
+    [
+        ({"input_pvs": ["a:b", "a:b"]}, "duplicate input PV(s) a:b"),
+        ({"input_pvs": ["has space"]}, "invalid input PV name(s) 'has space'"),
+        ({"input_pvs": [""]}, "invalid input PV name(s) ''"),
+        ({"max_samples": 0}, "max_samples must be between 1 and 100000000, got 0"),
+        ({"max_samples": -5}, "max_samples must be between 1 and 100000000, got -5"),
+        ({"max_samples": 100_000_000, "input_pvs": ["a", "b"]}, "more than memory_limit_mb=2048"),
+        ({"publish_period": 0}, "publish_period must be between"),
+        ({"queue_size": 1}, "queue_size must be between 4"),
+        ({"decimate_mode": "median"}, "mode must be one of mean, min, max, last"),
+        ({"input_pvs": ["a"], "pv_options": ["a decimate=x"]}, "invalid literal"),
+        ({"input_pvs": ["a"], "pv_options": ["a colour=red"]}, "pv_options 'a colour=red'"),
+    ],
+)
+def test_bad_config_is_refused_and_nothing_changes(prefix, ctxt, run_device, config, reason):
+    client = collector(run_device, prefix, input_pvs=["keep:me"])
+    before = client.config
+    with pytest.raises(RemoteError, match="invalid CONFIG") as refused:
+        ctxt.put(f"{client.prefix}:CONFIG", config)
+    assert reason in str(refused.value)
+    assert client.config == before and client.state is emd.DeviceState.ready
+
+
+def test_type_change_mid_recording_keeps_what_was_recorded(prefix, sources, run_device):
+    name = sources.name("double")
+    client = collector(run_device, prefix, input_pvs=[name])
+    client.start()
+    wait_until(lambda: client.status(name)["connected"], 10, "connected")
+    sources.post("double", 1.0)
+    wait_until(lambda: client.status(name)["stored"] == 2, 10, "2 stored")
+    sources.retype("double", NTScalar("s"), "now a string")
+    wait_until(lambda: client.status(name)["type_changes"] == 1, 10, "type change noticed")
+    sources.retype("double", NTScalar("i"), 7)  # numeric again: converted and kept
+    wait_until(lambda: client.status(name)["stored"] == 3, 10, "numeric value kept")
+    pv_status = client.status(name)
+    assert pv_status["rejected"] == 1 and pv_status["type_changes"] == 2
+    assert list(client.data(name)["value"]) == [0.0, 1.0, 7.0]
+
+
+def test_timestamps_going_backwards_are_kept_and_counted(prefix, sources, run_device):
+    name = sources.name("double")
+    client = collector(run_device, prefix, input_pvs=[name])
+    client.start()
+    wait_until(lambda: client.status(name)["connected"], 10, "connected")
+    now = time.time()
+    for value, stamp in ((1.0, now + 10), (2.0, now + 5), (3.0, now + 20)):
+        sources.post("double", value, timestamp=stamp)
+    wait_until(lambda: client.status(name)["stored"] == 4, 10, "4 stored")
+    assert client.status(name)["time_reversals"] == 1
+    assert list(client.data(name)["value"]) == [0.0, 1.0, 2.0, 3.0]  # arrival order
+
+
+def test_history_range_query_with_min_max_decimation(prefix, sources, run_device):
+    name = sources.name("double")
+    client = collector(run_device, prefix, input_pvs=[name])
+    client.start()
+    wait_until(lambda: client.status(name)["connected"], 10, "connected")
+    start = 1_800_000_000.0
+    for n in range(100):
+        sources.post("double", float(np.sin(n / 5) * n), timestamp=start + n)
+    wait_until(lambda: client.status(name)["stored"] == 101, 10, "stored")
+    window = client.history(name, start=start + 10, end=start + 19)
+    assert list(window["secondsPastEpoch"]) == [int(start) + n for n in range(10, 20)]
+    reduced = client.history(name, start=start, max_points=20)
+    values = client.data(name)["value"][1:]
+    assert len(reduced["value"]) <= 20
+    assert reduced["value"].max() == values.max() and reduced["value"].min() == values.min()
+    assert np.all(np.diff(reduced["time"]) > 0)
+    with pytest.raises(emd.DeviceError, match="'nope' is not recorded here"):
+        client.history("nope")
+
+
+def test_decimation_and_deadband(prefix, sources, run_device):
+    mean, band = sources.name("double"), sources.name("float")
+    client = collector(run_device, prefix, input_pvs=[mean, band],
+                       pv_options=[f"{mean} decimate=4 mode=mean", f"{band} deadband=0.5"])
+    client.start()
+    wait_until(lambda: client.status()["connected"] == 2, 10, "connected")
+    for value in (1.0, 2.0, 3.0, 10.0, 20.0, 30.0, 40.0):
+        sources.post("double", value)
+    for value in (0.25, 0.5, 1.0, 1.25, 3.0):
+        sources.post("float", value)
+    wait_until(lambda: client.status()["received"] == 14, 10, "all received")
+    assert list(client.data(mean)["value"]) == [1.5, 25.0]  # (0+1+2+3)/4 (with the initial 0), (10+20+30+40)/4
+    assert list(client.data(band)["value"]) == [0.0, 1.0, 3.0]
+    assert client.status(band)["filtered"] == 3
+
+
+def test_annotations_and_export_round_trip(prefix, sources, run_device, tmp_path):
+    name = sources.name("int32")
+    client = collector(run_device, prefix, input_pvs=[name], data_dir=str(tmp_path))
+    client.start()
+    wait_until(lambda: client.status(name)["connected"], 10, "connected")
+    for n in (5, 6, 7):
+        sources.post("int32", n)
+    wait_until(lambda: client.status(name)["stored"] == 4, 10, "stored")
+    client.annotate("sample", "Pt(111)")
+    client.annotate("operator", "ada", at=1_800_000_000.0)
+    assert list(client.get_pv("ANNOTATIONS").value.key) == ["sample", "operator"]
+    written = client.export("runs/first.npz")
+    assert written == str(tmp_path / "runs" / "first.npz")
+    exported = load_npz(tmp_path / "runs" / "first.npz")
+    assert list(exported["arrays"][f"{name}/value"]) == [0, 5, 6, 7]
+    assert list(exported["arrays"]["annotations"]["key"]) == ["sample", "operator"]
+    assert exported["meta"]["identity"]["prefix"] == client.prefix
+    assert exported["meta"]["pvs"][name]["counters"]["stored"] == 4
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["first.npz"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    "path, format_, reason",
+    [
+        ("../escape.npz", "", "must be relative to the data directory"),
+        ("/tmp/absolute.npz", "", "must be relative to the data directory"),
+        ("a/../../b.npz", "", "without '..'"),
+        ("", "", "a path is needed"),
+        ("file.xyz", "", "cannot tell the export format of 'file.xyz'"),
+        ("file.npz", "parquet", "unknown export format 'parquet' (installed: npz"),
+    ],
+)
+def test_bad_export_is_refused_and_writes_nothing(prefix, sources, run_device, tmp_path, path, format_, reason):
+    client = collector(run_device, prefix, input_pvs=[sources.name("double")], data_dir=str(tmp_path / "data"))
+    client.start()
+    wait_until(lambda: client.status()["stored"] >= 1, 10, "something recorded")
+    with pytest.raises(emd.DeviceError, match="refused") as refused:
+        client.export(path, format_)
+    assert reason in str(refused.value)
+    assert not any(tmp_path.rglob("*.npz")) and not (tmp_path / "escape.npz").exists()
+    assert client.status()["stored"] >= 1  # nothing recorded was lost
+
+
+def test_export_of_an_empty_collector_and_upload_without_uploader(prefix, run_device, tmp_path):
+    client = collector(run_device, prefix, input_pvs=["a:b"], data_dir=str(tmp_path))
+    with pytest.raises(emd.DeviceError, match="has recorded nothing yet: nothing to export"):
+        client.export("empty.npz")
+    with pytest.raises(emd.DeviceError, match="no uploader 'webdav' installed"):
+        client.upload("empty.npz", "webdav")
+
+
+def test_emd_collect_command(prefix, ioc, tmp_path):
+    out = tmp_path / "run.npz"
+    result = subprocess.run(
+        [sys.executable, "-m", "epics_meta_devices", "collect", f"{prefix}:circle:x", f"{prefix}:circle:y",
+         "--prefix", f"{prefix}:cli", "--duration", "1.5", "--export", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"exported" in result.stdout and str(out) in result.stdout
+    arrays = load_npz(out)["arrays"]
+    assert len(arrays[f"{prefix}:circle:x/value"]) >= 10
+    bad = subprocess.run([sys.executable, "-m", "epics_meta_devices", "collect", "bad name", "--duration", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "invalid input PV name(s) 'bad name'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_collector_management_local_and_remote(prefix, ioc, monkeypatch):
+    from emd_collector import CollectorManagement, _client
+
+    local_factory = f"{prefix}:localfactory"
+    monkeypatch.setattr(_client, "local_factory_prefix", lambda: local_factory)
+    management = CollectorManagement()
+    coll = management.add_collector([f"{prefix}:circle:x", f"{prefix}:circle:y"])  # starts the factory
+    remote_factory = DeviceProcess("factory.DeviceFactory", f"{prefix}:remote", cli=["factory", "run", f"{prefix}:remote"])
+    remote_factory.start()
+    try:
+        wait_until(lambda: len(coll.get(f"{prefix}:circle:x").history) >= 5, 10, "local collector recording")
+        xs = coll.get(f"{prefix}:circle:x").history
+        assert all(-1 <= v.value <= 1 for v in xs)
+        rcoll = management.add_collector([f"{prefix}:circle:angle"], type="remote", url=f"{prefix}:remote")
+        wait_until(lambda: len(rcoll.get(f"{prefix}:circle:angle").history) >= 3, 10, "remote collector recording")
+        rcoll.close()
+        coll.close()
+        with pytest.raises(emd.DeviceError, match="a remote collector needs url"):
+            management.add_collector(["x"], type="remote")
+    finally:
+        remote_factory.stop()
+        with emd.FactoryClient(local_factory) as started:
+            started.close()
