@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python -m emd_ping.demo
 
 test: $(STAMP)
+	$(BIN)/ruff check core plugins tests bench
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -17,7 +17,7 @@ from p4p.server import Server
 from p4p.server.thread import SharedPV
 
 import epics_meta_devices as emd
-from epics_meta_devices.testing import DeviceProcess
+from epics_meta_devices.testing import DeviceProcess, script_process
 
 STATE_CHOICES = ["created", "ready", "running", "error", "closed"]
 PROBE_DEFAULTS = {
@@ -28,17 +28,13 @@ PROBE_DEFAULTS = {
 
 def test_seed_using_a_device(prefix, ctxt, tmp_path):
     """The seed's "USING A DEVICE" flow: construct through emd.devices, drive through PVs."""
-    script = tmp_path / "device.py"
-    script.write_text(textwrap.dedent(f"""
+    with script_process(textwrap.dedent(f"""
         import epics_meta_devices as emd
         ping_device = emd.devices.ping.Ping({prefix!r})
         print("serving", flush=True)
         ping_device.wait_closed()
         print("closed", flush=True)
-    """))
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline().strip() == "serving"
+    """), tmp_path) as process:
         ctxt.put(f"{prefix}:CONFIG", {"delay": 0.0})
         ctxt.put(f"{prefix}:ENABLE", True)
         assert ctxt.get(f"{prefix}:STATE")["value.index"] == STATE_CHOICES.index("running")
@@ -50,10 +46,6 @@ def test_seed_using_a_device(prefix, ctxt, tmp_path):
         ctxt.put(f"{prefix}:CLOSE", True)
         assert process.wait(10) == 0
         assert process.stdout.readline().strip() == "closed"
-    finally:
-        process.kill()
-        process.wait()
-        process.stdout.close()
 
 
 def test_default_pvs_and_their_types(prefix, ctxt, run_device):

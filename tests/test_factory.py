@@ -18,7 +18,7 @@ from p4p.client.thread import RemoteError
 
 import epics_meta_devices as emd
 from emd_ping import PingClient
-from epics_meta_devices.testing import DeviceProcess, wait_until
+from epics_meta_devices.testing import DeviceProcess, script_process, wait_until
 
 
 def child_pids(pid: int) -> set[int]:
@@ -59,16 +59,12 @@ def factory(prefix):
 
 def test_seed_factory_snippet(prefix, ctxt, tmp_path):
     """The seed's "THE DEVICE FACTORY" snippet, as written."""
-    script = tmp_path / "factory.py"
-    script.write_text(textwrap.dedent(f"""
+    with script_process(textwrap.dedent(f"""
         import epics_meta_devices as emd
         factory = emd.factory.DeviceFactory({prefix!r})
         print("serving", flush=True)
         factory.wait_closed()
-    """))
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline().strip() == "serving"
+    """), tmp_path) as process:
         ctxt.put(f"{prefix}:CONFIG", {"configured": True})
         ctxt.put(f"{prefix}:ENABLE", True)
         types = list(ctxt.get(f"{prefix}:DEVICETYPES").value)
@@ -82,10 +78,6 @@ def test_seed_factory_snippet(prefix, ctxt, tmp_path):
         assert list(ctxt.get(f"{prefix}:DEVICES").value.prefix) == []
         ctxt.put(f"{prefix}:CLOSE", True)
         assert process.wait(10) == 0
-    finally:
-        process.kill()
-        process.wait()
-        process.stdout.close()
 
 
 def test_factory_client_returns_typed_clients(prefix, factory):

@@ -4,6 +4,7 @@ demo and benchmarks, and by projects made from the template."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -12,7 +13,8 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
 
 from ._client import DeviceClient
 from ._state import DeviceError, DeviceState, DeviceTimeout
@@ -207,3 +209,23 @@ class IocProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def script_process(source: str, directory: Path) -> Iterator[subprocess.Popen[str]]:
+    """Run a Python script (e.g. a snippet from the docs, exactly as written, with a
+    ``print("serving", flush=True)`` once it serves) in its own process; yields the process
+    once it said so, and makes sure it is gone afterwards."""
+    script = Path(directory) / "script.py"
+    script.write_text(source)
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=directory)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if line != "serving":
+            raise AssertionError(f"{script} did not start serving: {line!r} (exit code {process.poll()})")
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()  # type: ignore[union-attr]

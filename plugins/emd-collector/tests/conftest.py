@@ -7,7 +7,6 @@ from typing import Iterator
 
 import numpy as np
 import pytest
-from p4p import Type
 from p4p.nt import NTEnum, NTScalar
 from p4p.server import Server
 from p4p.server.thread import SharedPV

@@ -16,7 +16,7 @@ from p4p.nt import NTScalar
 
 import epics_meta_devices as emd
 from emd_collector import CollectorClient, load_npz
-from epics_meta_devices.testing import DeviceProcess, wait_until
+from epics_meta_devices.testing import DeviceProcess, script_process, wait_until
 
 
 def status(client, pv=None):
@@ -31,16 +31,12 @@ def collector(run_device, prefix, **config) -> CollectorClient:
 def test_seed_using_a_device_against_an_ioc(prefix, ioc, ctxt, tmp_path):
     """The seed's snippet as written (only the PV names carry the test's prefix)."""
     x, y = f"{prefix}:circle:x", f"{prefix}:circle:y"
-    script = tmp_path / "collector.py"
-    script.write_text(textwrap.dedent(f"""
+    with script_process(textwrap.dedent(f"""
         import epics_meta_devices as emd
         ping_device = emd.devices.collect.Collector({prefix + ':mycollector'!r})
         print("serving", flush=True)
         ping_device.wait_closed()
-    """))
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        assert process.stdout.readline().strip() == "serving"
+    """), tmp_path) as process:
         mycollector = f"{prefix}:mycollector"
         ctxt.put(f"{mycollector}:CONFIG", {"input_pvs": [x, y]})
         ctxt.put(f"{mycollector}:ENABLE", True)
@@ -54,10 +50,6 @@ def test_seed_using_a_device_against_an_ioc(prefix, ioc, ctxt, tmp_path):
         ctxt.put(f"{mycollector}:ENABLE", False)
         ctxt.put(f"{mycollector}:CLOSE", True)
         assert process.wait(10) == 0
-    finally:
-        process.kill()
-        process.wait()
-        process.stdout.close()
 
 
 def test_collector_created_through_a_factory(prefix, ioc, ctxt):
@@ -324,7 +316,7 @@ def test_emd_collect_command(prefix, ioc, tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert f"exported" in result.stdout and str(out) in result.stdout
+    assert "exported" in result.stdout and str(out) in result.stdout
     arrays = load_npz(out)["arrays"]
     assert len(arrays[f"{prefix}:circle:x/value"]) >= 10
     bad = subprocess.run([sys.executable, "-m", "epics_meta_devices", "collect", "bad name", "--duration", "0"],
