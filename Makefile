@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 
 demo: $(STAMP)
 	$(BIN)/python -m emd_ping.demo
+	$(BIN)/python -m emd_collector.demo
 
 test: $(STAMP)
 	$(BIN)/ruff check core plugins tests bench

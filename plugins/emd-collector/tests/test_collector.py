@@ -347,3 +347,12 @@ def test_collector_management_local_and_remote(prefix, ioc, monkeypatch):
         remote_factory.stop()
         with emd.FactoryClient(local_factory) as started:
             started.close()
+
+
+def test_demo_runs_end_to_end():
+    """The collector half of `make demo`: IOC, factory, collector, history, export, delete."""
+    result = subprocess.run([sys.executable, "-m", "emd_collector.demo"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "DEVICETYPES = ['collect.Collector', 'ping.Ping'" in result.stdout
+    assert ", dropped 0" in result.stdout and "devices left: []" in result.stdout
+    assert result.stdout.rstrip().endswith("factory process exited with 0")
