@@ -264,3 +264,24 @@ def test_cli_create_ls_delete(prefix, factory):
     assert gone.returncode == 1 and f"no device '{prefix}:nope'" in gone.stderr
     assert emd_cli("delete", prefix, f"{prefix}:cli").stdout.strip() == f"deleted {prefix}:cli"
     assert emd_cli("ls", prefix).stdout.strip() == "no devices"
+
+
+def test_a_scripts_own_types_are_not_offered(prefix, ctxt, tmp_path):
+    """Device processes do not re-run the factory's script, so its own classes cannot be made
+    there: DEVICETYPES leaves them out and CREATE refuses them."""
+    with script_process(textwrap.dedent(f"""
+        import epics_meta_devices as emd
+
+        @emd.register_device_type
+        class Echo(emd.MetaDevice):
+            pass
+
+        factory = emd.factory.DeviceFactory({prefix!r}, config={{}})
+        factory.set_enabled(True)
+        print("serving", flush=True)
+        factory.wait_closed()
+    """), tmp_path):
+        assert "local.Echo" not in list(ctxt.get(f"{prefix}:DEVICETYPES").value)
+        with pytest.raises(RemoteError, match="unknown device type 'local.Echo'"):
+            ctxt.put(f"{prefix}:CREATE", {"device_type": "local.Echo", "device_prefix": f"{prefix}:echo"})
+        ctxt.put(f"{prefix}:CLOSE", True)

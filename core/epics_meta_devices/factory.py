@@ -80,7 +80,13 @@ class DeviceFactory(MetaDevice):
         self.create_pv = self.add_pv("CREATE", {}, type=CREATE_TYPE, on_put=self._on_create)
         self.delete_pv = self.add_pv("DELETE", {}, type=DELETE_TYPE, on_put=self._on_delete)
         self.devices_pv = self.add_pv("DEVICES", [], nt=DEVICES_TABLE)
-        self.devicetypes_pv = self.add_pv("DEVICETYPES", registry.names(), nt=NTScalar("as"))
+        self.devicetypes_pv = self.add_pv("DEVICETYPES", self.creatable_types(), nt=NTScalar("as"))
+
+    @staticmethod
+    def creatable_types() -> list[str]:
+        """Registered types a device process can import: a script's own classes (``__main__``)
+        exist only in that script, which children do not re-run."""
+        return [info.name for info in registry.infos() if info.cls.__module__ != "__main__"]
 
     # -- CREATE ---------------------------------------------------------------------------------
 
@@ -88,9 +94,11 @@ class DeviceFactory(MetaDevice):
         if self.state is not DeviceState.running:
             raise DeviceError(f"factory {self.prefix} is not enabled ({self.state.value}): put ENABLE=True first")
         device_type, prefix = request["device_type"].strip(), request["device_prefix"].strip()
-        if not device_type:
-            raise DeviceError(f"CREATE needs a device_type, one of: {', '.join(registry.names())}")
-        registry.get(device_type)  # only registered types, never an import path from the wire
+        creatable = self.creatable_types()
+        if device_type not in creatable:  # only registered types, never an import path from the wire
+            known = ", ".join(creatable) or "none installed"
+            raise DeviceError(f"unknown device type {device_type!r} (known: {known})" if device_type
+                              else f"CREATE needs a device_type, one of: {known}")
         validate_prefix(prefix)
         config = config_from_json(request["config"], "CREATE config") if request["config"].strip() else None
         with self._children_lock:
@@ -107,11 +115,13 @@ class DeviceFactory(MetaDevice):
         finally:
             with self._children_lock:
                 self._starting.discard(prefix)
-        if self._closing.is_set():  # the factory closed while this device was starting
+        with self._children_lock:  # the same lock as close(): no child can slip past it
+            closing = self._closing.is_set()
+            if not closing:
+                self._children[prefix] = child
+        if closing:
             stop_child(child, self.config.delete_timeout)
             raise DeviceError(f"factory {self.prefix} closed while {prefix} was starting")
-        with self._children_lock:
-            self._children[prefix] = child
         self._ensure_watcher()
         child.subscription = self.monitor(f"{prefix}:STATE", partial(self._on_child_state, child))
         self.log.info("created %s %s (pid %s)", device_type, prefix, child.process.pid)
@@ -204,8 +214,8 @@ class DeviceFactory(MetaDevice):
 
     def close(self) -> None:
         """Close every child (cleanly, then terminate, then kill) before the factory goes."""
-        self._closing.set()
         with self._children_lock:
+            self._closing.set()
             children = list(self._children.values())
         for child in children:
             child.close_event.set()  # ask all at once, then wait for each
