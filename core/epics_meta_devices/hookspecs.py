@@ -22,7 +22,7 @@ class Exporter(Protocol):
     name: str
     suffixes: list[str]
 
-    def export(self, recording: Any, path: Path) -> None: ...
+    def export(self, recording: Any, path: Path, options: Mapping[str, Any]) -> None: ...
 
 
 class Uploader(Protocol):
@@ -54,8 +54,8 @@ def emd_cli(app: typer.Typer) -> None:
 @hookspec
 def emd_exporters() -> list[Exporter]:
     """Return exporters: objects with ``name`` (e.g. ``"npz"``), ``suffixes`` (e.g.
-    ``[".npz"]``) and ``export(recording, path)``, which writes a recording (e.g. a collector's
-    `Recording`) to `path`. A collector's EXPORT PV and clients find them by name or suffix."""
+    ``[".npz"]``) and ``export(recording, path, options)``, which writes a recording (e.g. a
+    collector's `Recording`) to `path`, raising ValueError for options it does not take. A collector's EXPORT PV and clients find them by name or suffix."""
 
 
 @hookspec

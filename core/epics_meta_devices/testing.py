@@ -16,6 +16,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+import numpy as np
+from p4p.nt import NTEnum, NTScalar
+from p4p.server import Server
+from p4p.server.thread import SharedPV
+
 from ._client import DeviceClient
 from ._state import DeviceError, DeviceState, DeviceTimeout
 
@@ -229,3 +234,39 @@ def script_process(source: str, directory: Path) -> Iterator[subprocess.Popen[st
         process.kill()
         process.wait()
         process.stdout.close()  # type: ignore[union-attr]
+
+
+class SourcePVs:
+    """p4p PVs of every type a recording keeps (scalars of several numeric types, bool, string,
+    waveform, enum), served by this process under ``<prefix>:src:<kind>`` and posted by a test."""
+
+    KINDS = {
+        "double": (NTScalar("d"), 0.0),
+        "float": (NTScalar("f"), 0.0),
+        "int32": (NTScalar("i"), 0),
+        "int64": (NTScalar("l"), 0),
+        "uint8": (NTScalar("B"), 0),
+        "bool": (NTScalar("?"), False),
+        "string": (NTScalar("s"), ""),
+        "waveform": (NTScalar("ad"), np.zeros(4)),
+        "enum": (NTEnum(), {"index": 0, "choices": ["off", "on", "auto"]}),
+    }
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.pvs = {kind: SharedPV(nt=nt, initial=initial) for kind, (nt, initial) in self.KINDS.items()}
+        self.server = Server(providers=[{self.name(kind): pv for kind, pv in self.pvs.items()}])
+
+    def name(self, kind: str) -> str:
+        return f"{self.prefix}:src:{kind}"
+
+    def post(self, kind: str, value: object, **kws: object) -> None:
+        self.pvs[kind].post(value, timestamp=kws.pop("timestamp", time.time()), **kws)
+
+    def retype(self, kind: str, nt: Any, value: object) -> None:
+        """Serve `kind` with another type from now on (clients see a reconnect)."""
+        self.pvs[kind].close()
+        self.pvs[kind].open(nt.wrap(value, timestamp=time.time()))
+
+    def stop(self) -> None:
+        self.server.stop()

@@ -56,8 +56,7 @@ def collect(
         collector.set_enabled(False)
     try:
         if export:
-            exporter = collector._exporter("", export)
-            exporter.export(collector.recording(), data_dir / export.name)
+            collector.export(collector.exporter_for("", export), collector.recording(), data_dir / export.name, {})
             typer.echo(f"exported {collector.recording().samples} samples to {data_dir / export.name}")
     finally:
         collector.shutdown()

@@ -4,6 +4,7 @@ convenience API: ``CollectorManagement().add_collector(["circle:x", "circle:y"])
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import socket
 import subprocess
@@ -75,14 +76,16 @@ class CollectorClient(emd.DeviceClient):
     def annotate(self, key: str, value: str, at: float | None = None) -> None:
         self.put("ANNOTATE", {"key": key, "value": value, "time": at or 0.0})
 
-    def export(self, path: str, format: str = "", timeout: float = 300.0) -> str:
-        """Export to `path` inside the collector's data directory; returns the file it wrote."""
-        self.put("EXPORT", {"path": path, "format": format}, timeout=timeout)
+    def export(self, path: str, format: str = "", timeout: float = 300.0, **options: Any) -> str:
+        """Export to `path` inside the collector's data directory (format from its suffix unless
+        given; `options` go to the exporter); returns the file it wrote."""
+        self.put("EXPORT", {"path": path, "format": format, "options": json.dumps(options) if options else ""},
+                 timeout=timeout)
         return self.get_pv("EXPORT")["path"]
 
-    def to_hdf(self, path: str, timeout: float = 300.0) -> str:
+    def to_hdf(self, path: str, timeout: float = 300.0, **options: Any) -> str:
         """Export as NeXus/HDF5 (needs the emd-hdf5 plugin where the collector runs)."""
-        return self.export(path, "hdf5", timeout)
+        return self.export(path, "hdf5", timeout, **options)
 
     def upload(self, path: str, target: str, options: str = "", timeout: float = 300.0) -> None:
         self.put("UPLOAD", {"path": path, "target": target, "options": options}, timeout=timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import re
 import threading
@@ -33,7 +34,8 @@ TOTALS_TYPE = Type(
     + [(name, "L") for name in COUNTERS],
     id="emd:collector:status:1.0",
 )
-EXPORT_TYPE = Type([("path", "s"), ("format", "s")], id="emd:collector:export:1.0")
+EXPORT_TYPE = Type([("path", "s"), ("format", "s"), ("options", "s")], id="emd:collector:export:1.0")
+"""EXPORT: ``options`` is JSON text of the exporter's options, e.g. '{"compression": "lzf"}'."""
 UPLOAD_TYPE = Type([("path", "s"), ("target", "s"), ("options", "s")], id="emd:collector:upload:1.0")
 ANNOTATE_TYPE = Type([("key", "s"), ("value", "s"), ("time", "d")], id="emd:collector:annotate:1.0")
 ANNOTATIONS_TABLE = NTTable([("time", "d"), ("key", "s"), ("value", "s")])
@@ -248,18 +250,23 @@ class Collector(emd.MetaDevice):
 
     def _on_export(self, request: Value) -> Future:
         path = self.data_file(request["path"])
-        exporter = self._exporter(request["format"].strip(), path)
+        exporter = self.exporter_for(request["format"].strip(), path)
+        text = request["options"].strip()
+        options = emd.config_from_json(text, "EXPORT options") if text else {}
         recording = self.recording()
         if recording.samples == 0:
             raise emd.DeviceError(f"{self.prefix} has recorded nothing yet: nothing to export")
-        return self._workers.submit(self._export, exporter, recording, path)
+        return self._workers.submit(self.export, exporter, recording, path, options)
 
-    def _export(self, exporter: Any, recording: Recording, path: Path) -> None:
+    def export(self, exporter: Any, recording: Recording, path: Path, options: dict[str, Any]) -> None:
+        """Write `recording` with `exporter`; DeviceError with the reason if it cannot."""
         try:
-            exporter.export(recording, path)
+            exporter.export(recording, path, options)
         except OSError as exc:
             raise emd.DeviceError(f"cannot write {path}: {exc.strerror or exc}") from None
-        self.export_pv.post({"path": str(path), "format": exporter.name})
+        except ValueError as exc:
+            raise emd.DeviceError(f"{exporter.name} export: {exc}") from None
+        self.export_pv.post({"path": str(path), "format": exporter.name, "options": json.dumps(options)})
         self.log.info("exported %d samples to %s", recording.samples, path)
 
     def _on_upload(self, request: Value) -> Future:
@@ -289,7 +296,8 @@ class Collector(emd.MetaDevice):
             raise emd.DeviceError(f"path {text!r} leads outside the data directory {root}")
         return path
 
-    def _exporter(self, name: str, path: Path) -> Any:
+    def exporter_for(self, name: str, path: Path) -> Any:
+        """The installed exporter called `name`, or the one for `path`'s suffix."""
         exporters = emd.exporters()
         installed = ", ".join(sorted(exporters))
         if name:

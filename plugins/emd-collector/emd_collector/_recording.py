@@ -8,7 +8,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -78,7 +78,12 @@ class NpzExporter:
     name = "npz"
     suffixes = [".npz"]
 
-    def export(self, recording: Recording, path: Path) -> None:
+    def export(self, recording: Recording, path: Path, options: Mapping[str, Any]) -> None:
+        """Options: ``compress`` (default true)."""
+        unknown = set(options) - {"compress"}
+        if unknown:
+            raise ValueError(f"npz export takes the option compress, not {', '.join(sorted(unknown))}")
+        save = np.savez_compressed if options.get("compress", True) else np.savez
         arrays: dict[str, Any] = {}
         meta: dict[str, Any] = {"identity": recording.identity, "config": recording.config, "pvs": {}}
         for pv in recording.pvs.values():
@@ -94,7 +99,7 @@ class NpzExporter:
 
         def write(temporary: Path) -> None:
             with open(temporary, "wb") as out:  # a file object: savez adds no suffix to it
-                np.savez_compressed(out, **arrays)
+                save(out, **arrays)
 
         write_atomically(path, write)
 

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Iterator
 
-import numpy as np
 import pytest
-from p4p.nt import NTEnum, NTScalar
-from p4p.server import Server
-from p4p.server.thread import SharedPV
 
-from epics_meta_devices.testing import IocProcess
+from epics_meta_devices.testing import IocProcess, SourcePVs
 
 CIRCLE_DB = """
 record(calc, "$(P)circle:angle") {
@@ -39,43 +34,8 @@ def ioc(prefix) -> Iterator[IocProcess]:
         yield process
 
 
-class Sources:
-    """p4p PVs served by the test process, posted by the test: every type the collector keeps."""
-
-    KINDS = {
-        "double": (NTScalar("d"), 0.0),
-        "float": (NTScalar("f"), 0.0),
-        "int32": (NTScalar("i"), 0),
-        "int64": (NTScalar("l"), 0),
-        "uint8": (NTScalar("B"), 0),
-        "bool": (NTScalar("?"), False),
-        "string": (NTScalar("s"), ""),
-        "waveform": (NTScalar("ad"), np.zeros(4)),
-        "enum": (NTEnum(), {"index": 0, "choices": ["off", "on", "auto"]}),
-    }
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.pvs = {kind: SharedPV(nt=nt, initial=initial) for kind, (nt, initial) in self.KINDS.items()}
-        self.server = Server(providers=[{self.name(kind): pv for kind, pv in self.pvs.items()}])
-
-    def name(self, kind: str) -> str:
-        return f"{self.prefix}:src:{kind}"
-
-    def post(self, kind: str, value: object, **kws: object) -> None:
-        self.pvs[kind].post(value, timestamp=kws.pop("timestamp", time.time()), **kws)
-
-    def retype(self, kind: str, nt: NTScalar, value: object) -> None:
-        """Serve `kind` with another type from now on (clients see a reconnect)."""
-        self.pvs[kind].close()
-        self.pvs[kind].open(nt.wrap(value, timestamp=time.time()))
-
-    def stop(self) -> None:
-        self.server.stop()
-
-
 @pytest.fixture
-def sources(prefix) -> Iterator[Sources]:
-    served = Sources(prefix)
+def sources(prefix) -> Iterator[SourcePVs]:
+    served = SourcePVs(prefix)
     yield served
     served.stop()
