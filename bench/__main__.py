@@ -158,7 +158,7 @@ def main() -> None:
     results += device_start.run(starts)
     print(f"factory: {devices} devices created, measured and deleted ...", flush=True)
     results += factory.run(devices)
-    print(f"collector: {collecting} ...", flush=True)
+    print(f"{collecting} ...", flush=True)
     results += collector.run(collecting)
     seconds = time.perf_counter() - began
 

@@ -223,6 +223,8 @@ def ingest(pvs: int, seconds: float) -> list[Result]:
     faults = [f"{k} {status[k]}" for k in ("dropped", "gaps", "disconnects") if status[k]]
     if not status["received"] == status["stored"] == kept:
         faults.append(f"received {status['received']}, stored {status['stored']}, kept {kept}")
+    if backwards:
+        faults.append(f"{backwards} repeated or out of order")
     name = f"{pvs} PVs at {RATE:g} Hz for {seconds:g} s"
     return [
         Result(f"ingest CPU per update, {name}", [cpu / status["received"] * 1e6],

@@ -30,6 +30,7 @@ def emd_exporters() -> list[Any]:
 
 @emd.hookimpl
 def emd_cli(app: typer.Typer) -> None:
-    from ._cli import collect
+    from ._cli import collect, export
 
     app.command("collect")(collect)
+    app.command("export")(export)

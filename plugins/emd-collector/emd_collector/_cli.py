@@ -12,9 +12,10 @@ from rich.live import Live
 from rich.table import Table
 
 from epics_meta_devices._logging import configure_logging
-from epics_meta_devices.cli import LogLevel
+from epics_meta_devices.cli import LogLevel, Timeout
 from epics_meta_devices.testing import unique_prefix
 
+from ._client import CollectorClient
 from ._device import Collector
 
 
@@ -60,3 +61,29 @@ def collect(
             typer.echo(f"exported {collector.recording().samples} samples to {data_dir / export.name}")
     finally:
         collector.shutdown()
+
+
+def export(
+    prefix: Annotated[str, typer.Argument(help="PV prefix of the collector.")],
+    file: Annotated[str, typer.Argument(help="File to write, relative to the collector's data directory.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="Exporter (default: from the suffix).")] = "",
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Exporter option KEY=VALUE (JSON values), repeatable.")] = None,
+    timeout: Timeout = 600.0,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Export what a collector recorded (e.g. to NeXus/HDF5 with emd-hdf5 installed)."""
+    import json
+
+    configure_logging(log_level)
+    options = {}
+    for item in option or []:
+        key, _, text = item.partition("=")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text  # a bare word, e.g. compression=lzf
+    console = Console(stderr=True)
+    with CollectorClient(prefix, timeout=10.0) as client:
+        with console.status(f"exporting {prefix} to {file} ..."):  # one remote operation: a spinner
+            written = client.export(file, format, timeout=timeout, **options)
+    typer.echo(f"exported {prefix} to {written}")

@@ -1,0 +1,16 @@
+"""emd-hdf5: NeXus/HDF5 export for emd-collector recordings (the ``hdf5`` exporter)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import epics_meta_devices as emd
+
+from ._exporter import Hdf5Exporter
+
+__all__ = ["Hdf5Exporter"]
+
+
+@emd.hookimpl
+def emd_exporters() -> list[Any]:
+    return [Hdf5Exporter()]

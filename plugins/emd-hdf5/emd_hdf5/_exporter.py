@@ -1,0 +1,178 @@
+"""Hdf5Exporter: a collector Recording as a NeXus file.
+
+    /entry                        NXentry   start_time, end_time
+      collector                   NXcollection  identity attributes, config (JSON)
+      annotations                 NXcollection  time (s), key, value
+      <pv>                        NXlog     one per recorded PV (name made HDF5-safe, pv_name attribute)
+        time                      int64 ns since the epoch (start="1970-01-01T00:00:00Z", units="ns")
+        value                     the samples (2-D for waveforms; units where the source has them)
+        length                    waveforms: valid elements per row
+        alarm_severity, alarm_status
+        cue_index, cue_timestamp_zero   every chunk's first sample, for seeking
+        minimum_value, maximum_value, average_value   numeric PVs
+        events                    NXcollection  connection events: time (ns), kind, message
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+
+from emd_collector import RecordedPV, Recording
+from emd_collector._recording import write_atomically
+
+COMPRESSIONS = ("gzip", "lzf", "none")
+EPOCH = "1970-01-01T00:00:00Z"
+DEFAULT_CHUNK_BYTES = 1 << 20  # about 1 MiB per chunk: large writes, cheap partial reads
+STRING = h5py.string_dtype()
+
+
+def _iso(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+
+
+class Hdf5Exporter:
+    """NeXus/HDF5. Options: ``compression`` (gzip, lzf or none; default gzip),
+    ``compression_level`` (gzip 0-9, default 4), ``chunk_bytes`` (default 1 MiB)."""
+
+    name = "hdf5"
+    suffixes = [".h5", ".hdf5", ".nxs"]
+
+    def export(self, recording: Recording, path: Path, options: Mapping[str, Any]) -> None:
+        settings = self.settings(options)
+        write_atomically(path, lambda temporary: self._write(recording, temporary, settings))
+
+    @staticmethod
+    def settings(options: Mapping[str, Any]) -> dict[str, Any]:
+        """Checked options; ValueError says what is wrong."""
+        unknown = set(options) - {"compression", "compression_level", "chunk_bytes"}
+        if unknown:
+            raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))} "
+                             "(options: compression, compression_level, chunk_bytes)")
+        compression = options.get("compression", "gzip")
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, not {compression!r}")
+        level = options.get("compression_level", 4)
+        if not (isinstance(level, int) and 0 <= level <= 9):
+            raise ValueError(f"compression_level must be an integer 0-9, not {level!r}")
+        chunk_bytes = options.get("chunk_bytes", DEFAULT_CHUNK_BYTES)
+        if not (isinstance(chunk_bytes, int) and 4096 <= chunk_bytes <= 1 << 28):
+            raise ValueError(f"chunk_bytes must be an integer from 4096 to 268435456, not {chunk_bytes!r}")
+        return {"compression": compression, "level": level, "chunk_bytes": chunk_bytes}
+
+    def _write(self, recording: Recording, path: Path, settings: dict[str, Any]) -> None:
+        with h5py.File(path, "w") as f:
+            f.attrs.update({"default": "entry", "creator": f"emd-hdf5 {_version('emd-hdf5')}",
+                            "file_name": path.name, "file_time": _iso(recording.exported_at),
+                            "HDF5_Version": h5py.version.hdf5_version, "h5py_version": h5py.__version__})
+            entry = f.create_group("entry")
+            entry.attrs["NX_class"] = "NXentry"
+            starts = [pv.columns["secondsPastEpoch"][0] for pv in recording.pvs.values() if pv.samples]
+            entry["start_time"] = _iso(float(min(starts))) if starts else _iso(recording.exported_at)
+            entry["end_time"] = _iso(recording.exported_at)
+            self._identity(entry, recording)
+            self._annotations(entry, recording)
+            used: set[str] = set()
+            for pv in recording.pvs.values():
+                self._log(entry, pv, _unique_name(pv.name, used), settings)
+
+    @staticmethod
+    def _identity(entry: h5py.Group, recording: Recording) -> None:
+        collector = entry.create_group("collector")
+        collector.attrs["NX_class"] = "NXcollection"
+        for key, value in recording.identity.items():
+            collector.attrs[key] = json.dumps(value) if isinstance(value, dict) else value
+        collector["config"] = json.dumps(recording.config)
+
+    @staticmethod
+    def _annotations(entry: h5py.Group, recording: Recording) -> None:
+        notes = entry.create_group("annotations")
+        notes.attrs["NX_class"] = "NXcollection"
+        notes["time"] = np.array([a.time for a in recording.annotations], dtype=np.float64)
+        notes["time"].attrs["units"] = "s"
+        notes["key"] = np.array([a.key for a in recording.annotations], dtype=STRING)
+        notes["value"] = np.array([a.value for a in recording.annotations], dtype=STRING)
+
+    def _log(self, entry: h5py.Group, pv: RecordedPV, name: str, settings: dict[str, Any]) -> None:
+        log = entry.create_group(name)
+        log.attrs.update({"NX_class": "NXlog", "pv_name": pv.name, "kind": pv.kind, "type_code": pv.code})
+        for counter, count in pv.counters.items():
+            log.attrs[counter] = count
+        if pv.choices:
+            log.attrs["choices"] = np.array(pv.choices, dtype=STRING)
+        columns = pv.columns
+        n = pv.samples
+        if n:
+            nanoseconds = columns["secondsPastEpoch"].astype(np.int64) * 1_000_000_000 + columns["nanoseconds"]
+            values = columns["value"]
+        else:
+            nanoseconds = np.zeros(0, np.int64)
+            values = np.zeros((0,) if pv.kind != "waveform" else (0, 0), dtype=np.float64 if pv.code != "s" else STRING)
+        if values.dtype == object:
+            values = values.astype(STRING)
+        time = self._dataset(log, "time", nanoseconds, settings)
+        time.attrs.update({"start": EPOCH, "units": "ns"})
+        value = self._dataset(log, "value", values, settings)
+        if pv.units:
+            value.attrs["units"] = pv.units
+        if "length" in columns:
+            self._dataset(log, "length", columns["length"], settings)
+        self._dataset(log, "alarm_severity", columns.get("severity", np.zeros(0, np.int16)), settings)
+        self._dataset(log, "alarm_status", columns.get("status", np.zeros(0, np.int16)), settings)
+        rows = self._chunk_rows(values, settings)
+        cues = np.arange(0, n, rows, dtype=np.int64)
+        log["cue_index"] = cues
+        log["cue_timestamp_zero"] = nanoseconds[cues]
+        log["cue_timestamp_zero"].attrs.update({"start": EPOCH, "units": "ns"})
+        if n and pv.kind == "scalar" and pv.code not in ("s", "?"):
+            log["minimum_value"] = values.min()
+            log["maximum_value"] = values.max()
+            log["average_value"] = values.mean(dtype=np.float64)
+        events = log.create_group("events")
+        events.attrs["NX_class"] = "NXcollection"
+        events["time"] = np.array([int(e.time * 1e9) for e in pv.events], dtype=np.int64)
+        events["time"].attrs.update({"start": EPOCH, "units": "ns"})
+        events["kind"] = np.array([e.kind for e in pv.events], dtype=STRING)
+        events["message"] = np.array([e.message for e in pv.events], dtype=STRING)
+
+    @staticmethod
+    def _chunk_rows(values: np.ndarray, settings: dict[str, Any]) -> int:
+        row_bytes = max(1, values.itemsize * int(np.prod(values.shape[1:], dtype=np.int64)))
+        return max(1, min(len(values) or 1, settings["chunk_bytes"] // row_bytes))
+
+    def _dataset(self, group: h5py.Group, name: str, data: np.ndarray, settings: dict[str, Any]) -> h5py.Dataset:
+        """One write of the whole column, chunked and compressed: no per-sample writes."""
+        if not len(data):
+            return group.create_dataset(name, data=data)
+        rows = self._chunk_rows(data, settings)
+        compression = None if settings["compression"] == "none" else settings["compression"]
+        return group.create_dataset(
+            name, data=data, chunks=(rows, *data.shape[1:]), compression=compression,
+            compression_opts=settings["level"] if compression == "gzip" else None,
+            shuffle=compression is not None and data.dtype != STRING,
+        )
+
+
+def _unique_name(pv: str, used: set[str]) -> str:
+    """An HDF5/NeXus-friendly group name for a PV name (``a:b.VAL`` -> ``a_b_VAL``)."""
+    base = re.sub(r"[^A-Za-z0-9_]", "_", pv) or "pv"
+    name, n = base, 1
+    while name in used or name in ("collector", "annotations", "start_time", "end_time"):
+        n += 1
+        name = f"{base}_{n}"
+    used.add(name)
+    return name
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
