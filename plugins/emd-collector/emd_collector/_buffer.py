@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 COLUMNS = ("value", "secondsPastEpoch", "nanoseconds", "severity", "status")
-INITIAL_CAPACITY = 1024
+INITIAL_CAPACITY = 64
+GROWTH = 1.5  # a buffer never holds much more room than samples (memory per sample stays low)
 
 
 class RingBuffer:
@@ -64,7 +65,7 @@ class RingBuffer:
 
     def _grow(self) -> None:
         old = self.columns()
-        self._allocate(min(self.capacity * 2, self.max_samples))
+        self._allocate(min(max(self.capacity + 1, int(self.capacity * GROWTH)), self.max_samples))
         n = self.count
         self.start = 0
         self.value[:n] = old["value"]

@@ -47,6 +47,8 @@ class CollectorConfig:
     """PVs to record."""
     max_samples: int = 100_000
     """Samples kept per PV (a ring buffer: the oldest are dropped, and counted, when full)."""
+    history_limit: int = 10_000
+    """Samples in OUT:<pv>.history, the newest (0: all); the columns and TABLE hold all."""
     publish_period: float = 1.0
     """Seconds between refreshes of the OUT and STATUS PVs."""
     queue_size: int = 1000
@@ -84,6 +86,8 @@ class CollectorConfig:
             )
         if not 0.05 <= self.publish_period <= 3600:
             raise ValueError(f"publish_period must be between 0.05 and 3600 s, got {self.publish_period}")
+        if self.history_limit < 0:
+            raise ValueError(f"history_limit must be >= 0 (0: all), got {self.history_limit}")
         if not 4 <= self.queue_size <= 1_000_000:
             raise ValueError(f"queue_size must be between 4 and 1000000, got {self.queue_size}")
         for name in names:
@@ -192,8 +196,8 @@ class Collector(emd.MetaDevice):
                 self.log.exception("publishing failed")
 
     def _publish(self) -> None:
+        self.status_pv.post(self._totals())  # first: cheap, and never behind a big OUT rebuild
         self.outputs.refresh()
-        self.status_pv.post(self._totals())
 
     def _totals(self) -> dict[str, int]:
         recorders = list(self.recorders.values())
@@ -345,6 +349,7 @@ class _Output:
     connections: _Connections
     version: int = -1
     kind: Any = None
+    building: threading.Lock = field(default_factory=threading.Lock)
 
 
 class OutputPVs:
@@ -388,26 +393,30 @@ class OutputPVs:
                 connections = _Connections()
                 output = _Output(target[0], target[1], SharedPV(handler=connections), connections)
                 self.outputs[name] = output
-            self._refresh(output, force=True)
-            return output.pv
+        self._refresh(output)  # current data for this client's first get (unless unchanged)
+        return output.pv
 
     def refresh(self) -> None:
         with self.lock:
-            for output in self.outputs.values():
-                if output.connections.watched:
-                    self._refresh(output)
+            watched = [output for output in self.outputs.values() if output.connections.watched]
+        for output in watched:  # built outside the lock: a slow build holds up no new client
+            self._refresh(output)
 
-    def _refresh(self, output: _Output, force: bool = False) -> None:
+    def _refresh(self, output: _Output) -> None:
+        with output.building:  # one build per output at a time (publisher and new clients)
+            self._build_and_post(output)
+
+    def _build_and_post(self, output: _Output) -> None:
         recorder = output.recorder
         if output.what == "status":
             value = status_value(recorder)
         else:
-            if not force and output.version == recorder.version:
-                return
+            if output.version == recorder.version and output.pv.isOpen():
+                return  # nothing new since the last build: the served value is current
             output.version = recorder.version
             columns, _ = recorder.snapshot()
-            value = out_value(recorder, columns) if output.what == "out" else table_value(
-                recorder, columns, timestamp=time.time())
+            value = out_value(recorder, columns, self.collector.config.history_limit) if output.what == "out" \
+                else table_value(recorder, columns, timestamp=time.time())
         kind = recorder.kind or DEFAULT_KIND
         if not output.pv.isOpen():
             output.pv.open(value)

@@ -58,7 +58,9 @@ def table_nt(kind: PVKind) -> NTTable:
     return NTTable(columns + [("severity", "i"), ("status", "i")])
 
 
-def out_value(recorder: PVRecorder, columns: dict[str, np.ndarray]) -> Value:
+def out_value(recorder: PVRecorder, columns: dict[str, np.ndarray], history_limit: int = 0) -> Value:
+    """The OUT value; ``history`` holds the newest `history_limit` samples (0: all), the columns
+    always hold all: a structure array costs ~50x more per sample to build and send."""
     kind = recorder.kind or DEFAULT_KIND
     if not len(columns.get("secondsPastEpoch", ())):
         # every field set (to empty): post() keeps fields a value leaves unmarked
@@ -67,14 +69,14 @@ def out_value(recorder: PVRecorder, columns: dict[str, np.ndarray]) -> Value:
         return Value(out_type(kind), {**empty, "width": kind.width or 0, "choices": recorder.choices,
                                       "units": recorder.units, "kind": kind.kind})
     values = columns["value"]
-    plain = values.tolist()
+    newest = slice(-history_limit if history_limit else None, None)
+    plain = values[newest].tolist()
     if kind.kind == "waveform":
-        lengths = columns["length"]
-        plain = [row[:length] for row, length in zip(values, lengths)]
+        plain = [row[:length] for row, length in zip(values[newest], columns["length"][newest])]
     history = [
         {"value": v, "alarm": {"severity": sev, "status": st}, "timeStamp": {"secondsPastEpoch": s, "nanoseconds": ns}}
-        for v, sev, st, s, ns in zip(plain, columns["severity"].tolist(), columns["status"].tolist(),
-                                     columns["secondsPastEpoch"].tolist(), columns["nanoseconds"].tolist())
+        for v, sev, st, s, ns in zip(plain, columns["severity"][newest].tolist(), columns["status"][newest].tolist(),
+                                     columns["secondsPastEpoch"][newest].tolist(), columns["nanoseconds"][newest].tolist())
     ]
     return Value(out_type(kind), {
         "history": history,

@@ -110,6 +110,19 @@ def test_a_burst_is_recorded_without_loss(prefix, sources, run_device):
     assert np.array_equal(client.data(sources.name("int64"))["value"], np.arange(20001))
 
 
+def test_history_holds_the_newest_samples_columns_hold_all(prefix, sources, run_device):
+    name = sources.name("double")
+    client = collector(run_device, prefix, input_pvs=[name], history_limit=5)
+    client.start()
+    wait_until(lambda: client.status(name)["connected"], 10, "connected")
+    for n in range(1, 21):
+        sources.post("double", float(n))
+    wait_until(lambda: client.status(name)["stored"] == 21, 10, "stored")
+    out = client.get(name)
+    assert [v.value for v in out.history] == [16.0, 17.0, 18.0, 19.0, 20.0]
+    assert list(out.value) == [float(n) for n in range(21)]
+
+
 def test_ring_buffer_drops_oldest_and_counts(prefix, sources, run_device):
     client = collector(run_device, prefix, input_pvs=[sources.name("double")], max_samples=10)
     client.start()
@@ -286,7 +299,7 @@ def test_annotations_and_export_round_trip(prefix, sources, run_device, tmp_path
         ("a/../../b.npz", "", "without '..'"),
         ("", "", "a path is needed"),
         ("file.xyz", "", "cannot tell the export format of 'file.xyz'"),
-        ("file.npz", "parquet", "unknown export format 'parquet' (installed: npz"),
+        ("file.npz", "parquet", "unknown export format 'parquet' (installed: "),
     ],
 )
 def test_bad_export_is_refused_and_writes_nothing(prefix, sources, run_device, tmp_path, path, format_, reason):
