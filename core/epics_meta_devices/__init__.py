@@ -23,7 +23,7 @@ from ._plugins import (
 )
 from ._pvs import DevicePV
 from ._registry import DeviceTypeInfo, register_device_type, registry
-from ._state import DeviceError, DeviceState, DeviceTimeout, IllegalTransition
+from ._state import DeviceError, DeviceState, DeviceTimeout, IllegalTransition, UploadError
 from .hookspecs import hookimpl
 
 from . import factory  # noqa: E402  (emd.factory.DeviceFactory, as in the seed)
@@ -48,6 +48,7 @@ __all__ = [
     "IllegalTransition",
     "MetaDevice",
     "PluginReport",
+    "UploadError",
     "__version__",
     "client_for",
     "config_from_json",

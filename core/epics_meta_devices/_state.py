@@ -13,6 +13,15 @@ class DeviceTimeout(DeviceError, TimeoutError):
     """A device did not answer, or did not reach a state, in time."""
 
 
+class UploadError(DeviceError):
+    """An upload failed; ``retry=True`` when trying again later may succeed (a timeout, a
+    server error), False when it cannot (no such file, refused credentials)."""
+
+    def __init__(self, message: str, retry: bool = False) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
 class IllegalTransition(DeviceError):
     """A request would move a device between two states that are not connected."""
 

@@ -5,7 +5,7 @@ implementations match these signatures. Plugins are found through the ``emd`` en
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import pluggy
 
@@ -26,11 +26,17 @@ class Exporter(Protocol):
 
 
 class Uploader(Protocol):
-    """Hands a file to a data management system (a share, WebDAV, S3, NOMAD, ...)."""
+    """Hands a file to a data management system (a share, WebDAV, S3, NOMAD, ...).
+
+    ``upload`` sends `path`, calls ``progress(bytes_done, bytes_total)`` as it goes, verifies
+    what the target allows (size, checksum) and returns where the file went (a URL or path).
+    It raises `UploadError` (``retry=True`` for failures worth retrying: timeouts, 5xx) or
+    ValueError for bad options. Credentials come from the environment or a config file on the
+    host, never from `options` (which travel through PVs)."""
 
     name: str
 
-    def upload(self, path: Path, options: Mapping[str, str]) -> str: ...
+    def upload(self, path: Path, options: Mapping[str, Any], progress: Callable[[int, int], None]) -> str: ...
 
 
 hookspec = pluggy.HookspecMarker("emd")
