@@ -87,8 +87,31 @@ class CollectorClient(emd.DeviceClient):
         """Export as NeXus/HDF5 (needs the emd-hdf5 plugin where the collector runs)."""
         return self.export(path, "hdf5", timeout, **options)
 
-    def upload(self, path: str, target: str, options: str = "", timeout: float = 300.0) -> None:
-        self.put("UPLOAD", {"path": path, "target": target, "options": options}, timeout=timeout)
+    def upload(self, path: str, target: str, **options: Any) -> None:
+        """Queue an upload of `path` (in the data directory) to `target`; it runs in the
+        background: follow it with `upload_status()` or `wait_for_upload()`."""
+        self.put("UPLOAD", {"path": path, "target": target, "options": json.dumps(options) if options else ""})
+
+    def upload_status(self) -> dict[str, Any]:
+        return self.get_pv("UPLOAD_STATUS").todict()
+
+    def wait_for_upload(self, timeout: float = 300.0) -> dict[str, Any]:
+        """Block until the last upload is done or failed (with nothing queued); its status."""
+        import queue as queue_module
+
+        updates: queue_module.Queue[Any] = queue_module.Queue()
+        subscription = self._context.monitor(self.pv_name("UPLOAD_STATUS"), updates.put)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    status = updates.get(timeout=max(0.0, deadline - time.monotonic())).todict()
+                except queue_module.Empty:
+                    raise emd.DeviceTimeout(f"{self.prefix}: upload not finished within {timeout} s") from None
+                if status["state"] in ("done", "failed") and not status["queued"]:
+                    return status
+        finally:
+            subscription.close()
 
 
 def local_factory_prefix() -> str:

@@ -37,6 +37,13 @@ TOTALS_TYPE = Type(
 EXPORT_TYPE = Type([("path", "s"), ("format", "s"), ("options", "s")], id="emd:collector:export:1.0")
 """EXPORT: ``options`` is JSON text of the exporter's options, e.g. '{"compression": "lzf"}'."""
 UPLOAD_TYPE = Type([("path", "s"), ("target", "s"), ("options", "s")], id="emd:collector:upload:1.0")
+UPLOAD_STATUS_TYPE = Type(
+    [("state", "s"), ("target", "s"), ("path", "s"), ("location", "s"), ("attempt", "l"),
+     ("bytes_done", "L"), ("bytes_total", "L"), ("message", "s"), ("queued", "L")],
+    id="emd:collector:uploadstatus:1.0",
+)
+"""UPLOAD_STATUS: state is idle, queued, running, retrying, done or failed."""
+SECRET_WORDS = ("password", "token", "secret", "credential")
 ANNOTATE_TYPE = Type([("key", "s"), ("value", "s"), ("time", "d")], id="emd:collector:annotate:1.0")
 ANNOTATIONS_TABLE = NTTable([("time", "d"), ("key", "s"), ("value", "s")])
 
@@ -65,6 +72,10 @@ class CollectorConfig:
     """Store a numeric scalar only when it moved more than this since the last stored (0: off)."""
     pv_options: list[str] = field(default_factory=list)
     """Per-PV processing: "<pv> decimate=10 mode=max deadband=0.5"."""
+    upload_retries: int = 3
+    """Retries of an upload that failed in a way worth retrying (timeouts, server errors)."""
+    upload_backoff: float = 1.0
+    """Seconds before the first retry; doubled for each next one."""
 
     def __post_init__(self) -> None:
         names = self.input_pvs
@@ -86,6 +97,8 @@ class CollectorConfig:
             )
         if not 0.05 <= self.publish_period <= 3600:
             raise ValueError(f"publish_period must be between 0.05 and 3600 s, got {self.publish_period}")
+        if not 0 <= self.upload_retries <= 100 or not 0 <= self.upload_backoff <= 3600:
+            raise ValueError("upload_retries must be 0-100 and upload_backoff 0-3600 s")
         if self.history_limit < 0:
             raise ValueError(f"history_limit must be >= 0 (0: all), got {self.history_limit}")
         if not 4 <= self.queue_size <= 1_000_000:
@@ -128,12 +141,16 @@ class Collector(emd.MetaDevice):
         self._publisher: threading.Thread | None = None
         self._closing = threading.Event()
         self._workers = ThreadPoolExecutor(2, thread_name_prefix=f"export:{prefix}")
+        # uploads run one after the other, in the background: recording never waits for them
+        self._uploads = ThreadPoolExecutor(1, thread_name_prefix=f"upload:{prefix}")
+        self._queued_uploads = 0
         self.outputs = OutputPVs(self)
         self.add_provider(DynamicProvider(f"emd:{prefix}:outputs", self.outputs))
         self.status_pv = self.add_pv("STATUS", self._totals(), type=TOTALS_TYPE)
         self.clear_pv = self.add_pv("CLEAR", False, on_put=self._on_clear)
         self.export_pv = self.add_pv("EXPORT", {}, type=EXPORT_TYPE, on_put=self._on_export)
         self.upload_pv = self.add_pv("UPLOAD", {}, type=UPLOAD_TYPE, on_put=self._on_upload)
+        self.upload_status_pv = self.add_pv("UPLOAD_STATUS", {"state": "idle"}, type=UPLOAD_STATUS_TYPE)
         self.annotate_pv = self.add_pv("ANNOTATE", {}, type=ANNOTATE_TYPE, on_put=self._on_annotate)
         self.annotations_pv = self.add_pv("ANNOTATIONS", [], nt=ANNOTATIONS_TABLE)
         self.history_pv = self.add_pv("HISTORY", {}, type=Type([]), on_rpc=self._on_history)
@@ -178,6 +195,7 @@ class Collector(emd.MetaDevice):
         if self._publisher is not None:
             self._publisher.join(10)
         self._workers.shutdown(wait=True)
+        self._uploads.shutdown(wait=True, cancel_futures=True)
         self.outputs.close()
 
     def _drain_loop(self) -> None:
@@ -273,7 +291,8 @@ class Collector(emd.MetaDevice):
         self.export_pv.post({"path": str(path), "format": exporter.name, "options": json.dumps(options)})
         self.log.info("exported %d samples to %s", recording.samples, path)
 
-    def _on_upload(self, request: Value) -> Future:
+    def _on_upload(self, request: Value) -> None:
+        """Check the request, queue the upload and answer at once; UPLOAD_STATUS follows it."""
         path = self.data_file(request["path"])
         target = request["target"].strip()
         uploaders = emd.uploaders()
@@ -283,7 +302,57 @@ class Collector(emd.MetaDevice):
         if not path.is_file():
             raise emd.DeviceError(f"cannot upload {path}: no such file in the data directory")
         options = emd.config_from_json(request["options"], "UPLOAD options") if request["options"].strip() else {}
-        return self._workers.submit(uploaders[target].upload, path, options)
+        secret = [name for name in options if any(word in name.lower() for word in SECRET_WORDS)]
+        if secret:  # options travel through PVs; credentials must not
+            raise emd.DeviceError(f"UPLOAD options must not carry credentials ({', '.join(secret)}): "
+                                  "they come from the environment or config file where the collector runs")
+        self._queued_uploads += 1
+        self._upload_status("queued", target, path)
+        self._uploads.submit(self._upload, uploaders[target], target, path, options)
+
+    def _upload(self, uploader: Any, target: str, path: Path, options: dict[str, Any]) -> None:
+        """Upload with retries (doubling backoff) for failures worth retrying."""
+        self._queued_uploads -= 1
+        delay = self.config.upload_backoff
+        attempts = self.config.upload_retries + 1
+        last_post = 0.0
+
+        def progress(done: int, total: int) -> None:
+            nonlocal last_post
+            if time.monotonic() - last_post > 0.2 or done == total:  # a few posts a second at most
+                last_post = time.monotonic()
+                self._upload_status("running", target, path, attempt=attempt, bytes_done=done, bytes_total=total)
+
+        for attempt in range(1, attempts + 1):
+            self._upload_status("running", target, path, attempt=attempt)
+            try:
+                location = uploader.upload(path, options, progress)
+            except emd.UploadError as exc:
+                retry, message = exc.retry, str(exc)
+            except (OSError, TimeoutError) as exc:
+                retry, message = True, f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # bad options, or a bug in the uploader: retrying will not help
+                retry, message = False, f"{type(exc).__name__}: {exc}"
+            else:
+                size = path.stat().st_size if path.exists() else 0
+                self._upload_status("done", target, path, attempt=attempt, location=str(location),
+                                    bytes_done=size, bytes_total=size)
+                self.log.info("uploaded %s to %s (%s)", path.name, target, location)
+                return
+            if not retry or attempt == attempts:
+                self._upload_status("failed", target, path, attempt=attempt, message=message)
+                self.log.error("upload of %s to %s failed after %d attempt(s): %s", path.name, target, attempt, message)
+                return
+            self._upload_status("retrying", target, path, attempt=attempt, message=f"{message}; retrying in {delay:g} s")
+            if self._closing.wait(delay):
+                self._upload_status("failed", target, path, attempt=attempt, message="collector closed")
+                return
+            delay *= 2
+
+    def _upload_status(self, state: str, target: str, path: Path, **fields: Any) -> None:
+        self.upload_status_pv.post({"state": state, "target": target, "path": str(path),
+                                    "queued": max(0, self._queued_uploads), "location": "", "message": "",
+                                    "attempt": 0, "bytes_done": 0, "bytes_total": 0, **fields})
 
     def data_file(self, text: str) -> Path:
         """`text` as a path inside the data directory; DeviceError for anything leading out."""

@@ -4,6 +4,7 @@ The collector always runs in its own process."""
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -369,3 +370,89 @@ def test_demo_runs_end_to_end():
     assert "DEVICETYPES = ['collect.Collector', 'ping.Ping'" in result.stdout
     assert ", dropped 0" in result.stdout and "devices left: []" in result.stdout
     assert result.stdout.rstrip().endswith("factory process exited with 0")
+
+
+FLAKY_UPLOADER = '''
+import shutil
+from pathlib import Path
+
+import epics_meta_devices as emd
+
+calls = {}
+
+
+class FlakyUploader:
+    """Test uploader: fails `fail_times` times (retry=True), or always (`permanent`), then copies."""
+
+    name = "flaky"
+
+    def upload(self, path, options, progress):
+        key = str(path)
+        calls[key] = calls.get(key, 0) + 1
+        if options.get("permanent"):
+            raise emd.UploadError("target refused the file", retry=False)
+        if calls[key] <= options.get("fail_times", 0):
+            raise emd.UploadError(f"server error 503 (attempt {calls[key]})", retry=True)
+        size = path.stat().st_size
+        progress(size, size)
+        return shutil.copy(path, Path(options["destination"]) / path.name)
+
+
+@emd.hookimpl
+def emd_uploaders():
+    return [FlakyUploader()]
+'''
+
+
+@pytest.fixture
+def uploading_collector(prefix, sources, run_device, tmp_path):
+    """A recording collector that has an uploader plugin, and a file to upload."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "emd_flaky.py").write_text(FLAKY_UPLOADER)
+    env = {"EMD_PLUGINS": "emd_flaky", "PYTHONPATH": f"{tmp_path / 'plugins'}:{os.environ.get('PYTHONPATH', '')}"}
+    run_device("collect.Collector", f"{prefix}:coll", env=env,
+               config={"input_pvs": [sources.name("double")], "data_dir": str(tmp_path / "data"), "upload_backoff": 0.1})
+    client = CollectorClient(f"{prefix}:coll")
+    client.start()
+    wait_until(lambda: client.status()["stored"] >= 1, 10, "something recorded")
+    client.export("run.npz")
+    (tmp_path / "share").mkdir()
+    return client, tmp_path
+
+
+def test_upload_runs_in_background_and_retries(uploading_collector):
+    client, tmp_path = uploading_collector
+    client.upload("run.npz", "flaky", destination=str(tmp_path / "share"), fail_times=2)
+    status = client.wait_for_upload(30)
+    assert status["state"] == "done" and status["attempt"] == 3
+    assert status["location"] == str(tmp_path / "share" / "run.npz")
+    assert (tmp_path / "share" / "run.npz").read_bytes() == (tmp_path / "data" / "run.npz").read_bytes()
+    assert client.state is emd.DeviceState.running  # recording went on
+
+
+def test_upload_failures_are_reported_and_the_recording_stays(uploading_collector):
+    client, tmp_path = uploading_collector
+    client.upload("run.npz", "flaky", destination=str(tmp_path / "share"), permanent=True)
+    status = client.wait_for_upload(30)
+    assert (status["state"], status["attempt"], status["message"]) == ("failed", 1, "target refused the file")
+    client.upload("run.npz", "flaky", destination=str(tmp_path / "share"), fail_times=10)
+    status = client.wait_for_upload(30)
+    assert status["state"] == "failed" and status["attempt"] == 4 and "server error 503" in status["message"]
+    assert (tmp_path / "data" / "run.npz").exists() and client.status()["stored"] >= 1
+
+
+@pytest.mark.parametrize(
+    "path, target, options, reason",
+    [
+        ("run.npz", "nope", {}, "no uploader 'nope' installed (installed: flaky"),
+        ("gone.npz", "flaky", {}, "no such file in the data directory"),
+        ("../run.npz", "flaky", {}, "must be relative to the data directory"),
+        ("run.npz", "flaky", {"password": "hunter2"}, "must not carry credentials (password)"),
+    ],
+)
+def test_bad_upload_requests_are_refused(uploading_collector, path, target, options, reason):
+    client, _ = uploading_collector
+    with pytest.raises(emd.DeviceError, match="refused") as refused:
+        client.upload(path, target, **options)
+    assert reason in str(refused.value) and "hunter2" not in client.upload_status()["message"]
+    assert client.upload_status()["state"] == "idle"
