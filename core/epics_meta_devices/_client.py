@@ -51,10 +51,10 @@ class DeviceClient:
         except TimeoutError:
             raise DeviceTimeout(f"{pv} did not answer within {timeout} s: is the device running?") from None
         except RemoteError as exc:
-            raise DeviceError(f"{pv} refused {value!r}: {exc}") from None
+            raise DeviceError(f"{pv} refused the put: {exc}") from None
         except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:  # refused by p4p locally
             reason = exc.args[0] if exc.args else type(exc).__name__
-            raise DeviceError(f"{pv} cannot take {value!r}: {reason}") from None
+            raise DeviceError(f"{pv} cannot take that value: {reason}") from None
 
     # -- default PVs ----------------------------------------------------------------------------
 

@@ -66,5 +66,5 @@ def emd_exporters() -> list[Exporter]:
 
 @hookspec
 def emd_uploaders() -> list[Uploader]:
-    """Return uploaders: objects with ``name`` (e.g. ``"webdav"``) and ``upload(path, options)``,
-    which hands a file to a data management system. A collector's UPLOAD PV finds them by name."""
+    """Return uploaders: objects with ``name`` (e.g. ``"webdav"``) and ``upload(path, options,
+    progress)`` (see `Uploader`), which hands a file to a data management system. A collector's UPLOAD PV finds them by name."""

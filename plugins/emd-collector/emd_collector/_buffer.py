@@ -42,26 +42,33 @@ class RingBuffer:
         """Store one sample; False if the buffer was full and the oldest sample was dropped."""
         if self.count == self.capacity and self.capacity < self.max_samples:
             self._grow()
-        if self.count < self.capacity:
-            i = (self.start + self.count) % self.capacity
-            self.count += 1
-            kept = True
-        else:  # full: overwrite the oldest
-            i = self.start
-            self.start = (self.start + 1) % self.capacity
-            kept = False
+        kept = self.count < self.capacity
+        i = (self.start + self.count) % self.capacity if kept else self.start  # full: the oldest
         if self.width is None:
-            self.value[i] = value
+            self.value[i] = value  # first, so a value that does not fit changes nothing
         else:
-            n = min(len(value), self.width)
-            self.value[i, :n] = value[:n]
+            if len(value) > self.width:
+                self.widen(len(value))
+            n = len(value)
+            self.value[i, :n] = value
             self.value[i, n:] = 0
             self.length[i] = n  # type: ignore[index]
+        if kept:
+            self.count += 1
+        else:
+            self.start = (self.start + 1) % self.capacity
         self.seconds[i] = seconds
         self.nanoseconds[i] = nanoseconds
         self.severity[i] = severity
         self.status[i] = status
         return kept
+
+    def widen(self, width: int) -> None:
+        """Make room for longer waveforms: rows keep their values and lengths."""
+        old = self.value
+        self.width = width
+        self.value = np.zeros((len(old), width), dtype=self.dtype)
+        self.value[:, : old.shape[1]] = old
 
     def _grow(self) -> None:
         old = self.columns()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +14,6 @@ from rich.table import Table
 
 from epics_meta_devices._logging import configure_logging
 from epics_meta_devices.cli import LogLevel, Timeout
-from epics_meta_devices.testing import unique_prefix
 
 from ._client import CollectorClient
 from ._device import Collector
@@ -41,8 +41,13 @@ def collect(
     """Record PVs with a collector served under --prefix, show live counts, export at the end."""
     configure_logging(log_level)
     data_dir = (export.parent if export else Path.cwd()).resolve()
-    collector = Collector(prefix or unique_prefix("emd:collect"),
+    collector = Collector(prefix or f"emd:collect:{uuid.uuid4().hex[:8]}",
                           config={"input_pvs": pvs, "max_samples": max_samples, "data_dir": str(data_dir)})
+    try:
+        exporter = collector.exporter_for("", export) if export else None  # a bad suffix: say so before recording
+    except Exception:
+        collector.shutdown()
+        raise
     console = Console(stderr=True)
     started = time.monotonic()
     try:
@@ -57,7 +62,7 @@ def collect(
         collector.set_enabled(False)
     try:
         if export:
-            collector.export(collector.exporter_for("", export), collector.recording(), data_dir / export.name, {})
+            collector.export(exporter, collector.recording(), data_dir / export.name, {})
             typer.echo(f"exported {collector.recording().samples} samples to {data_dir / export.name}")
     finally:
         collector.shutdown()
@@ -71,7 +76,7 @@ def export(
     timeout: Timeout = 600.0,
     log_level: LogLevel = "WARNING",
 ) -> None:
-    """Export what a collector recorded (e.g. to NeXus/HDF5 with emd-hdf5 installed)."""
+    """Export what a collector recorded, in any installed format (npz; hdf5 with emd-hdf5)."""
     import json
 
     configure_logging(log_level)

@@ -92,7 +92,7 @@ class CollectorConfig:
         needed = self.max_samples * len(names) * SCALAR_SAMPLE_BYTES / 2**20
         if needed > self.memory_limit_mb:
             raise ValueError(
-                f"max_samples={self.max_samples} for {len(names)} PVs needs at least {needed:.0f} MB, "
+                f"max_samples={self.max_samples} for {len(names)} PVs needs at least {needed:.1f} MB, "
                 f"more than memory_limit_mb={self.memory_limit_mb:g}"
             )
         if not 0.05 <= self.publish_period <= 3600:
@@ -103,8 +103,9 @@ class CollectorConfig:
             raise ValueError(f"history_limit must be >= 0 (0: all), got {self.history_limit}")
         if not 4 <= self.queue_size <= 1_000_000:
             raise ValueError(f"queue_size must be between 4 and 1000000, got {self.queue_size}")
-        for name in names:
-            self.processing_for(name)  # raises on bad options
+        Processing(self.decimate, self.decimate_mode, self.deadband)  # raises on bad settings
+        for entry in self.pv_options:
+            self.processing_for(entry.split()[0] if entry.split() else "")  # raises on bad options
 
     def processing_for(self, name: str) -> Processing:
         options: dict[str, Any] = {"decimate": self.decimate, "mode": self.decimate_mode, "deadband": self.deadband}
@@ -171,6 +172,7 @@ class Collector(emd.MetaDevice):
             self._publisher.start()
 
     def start(self) -> None:
+        self._ready = queue.SimpleQueue()  # fresh: a stop marker left by an earlier run must not end this one
         self._context = RawContext("pva", useenv=True, nt=False)
         self._drain_thread = threading.Thread(target=self._drain_loop, name=f"drain:{self.prefix}", daemon=True)
         self._drain_thread.start()
@@ -234,7 +236,7 @@ class Collector(emd.MetaDevice):
         if not value:
             return
         for name in [n for n in self.recorders if n not in self.config.input_pvs]:
-            del self.recorders[name]  # no longer an input: its data goes with CLEAR
+            self.outputs.forget(self.recorders.pop(name))  # no longer an input: goes with CLEAR
         for recorder in self.recorders.values():
             recorder.clear()
         self.annotations.clear()
@@ -495,6 +497,12 @@ class OutputPVs:
         else:
             output.pv.post(value)
         output.kind = kind
+
+    def forget(self, recorder: PVRecorder) -> None:
+        """Stop serving a recorder's PVs (clients see them disconnect)."""
+        with self.lock:
+            for name in [n for n, o in self.outputs.items() if o.recorder is recorder]:
+                self.outputs.pop(name).pv.close()
 
     def close(self) -> None:
         with self.lock:

@@ -136,8 +136,12 @@ class PVRecorder:
                 return
             if isinstance(update, Exception):
                 self._on_exception(update)
-            else:
+                continue
+            try:
                 self._record(update)
+            except Exception as exc:  # an update that does not fit: rejected and said, never fatal
+                self.counters["rejected"] += 1
+                self._event("rejected", f"{type(exc).__name__}: {exc}")
 
     # -- recording --------------------------------------------------------------------------------
 
@@ -147,7 +151,9 @@ class PVRecorder:
             self.connected = True
             self._event("connected")
         value = update["value"]
-        if type(value) is not self._py_type or (self.kind and self.kind.kind == "waveform" and value.dtype != self.kind.dtype):
+        if type(value) is not self._py_type or (
+            self.kind and self.kind.kind == "waveform" and getattr(value, "dtype", self.kind.dtype) != self.kind.dtype
+        ):
             value = self._check_kind(update, value)
             if value is None:
                 return
@@ -228,6 +234,8 @@ class PVRecorder:
     def _store(self, value: Any, seconds: int, nanoseconds: int, severity: int, status: int) -> None:
         with self.lock:
             kept = self.buffer.append(value, seconds, nanoseconds, severity, status)  # type: ignore[union-attr]
+            if self.buffer.width != self.kind.width:  # type: ignore[union-attr]  # widened for longer rows
+                self.kind = PVKind(self.kind.kind, self.kind.code, self.buffer.width)  # type: ignore[union-attr]
             self.counters["stored"] += 1
             if not kept:
                 self.counters["dropped"] += 1
@@ -256,9 +264,10 @@ class PVRecorder:
             return columns, list(self.events)
 
     def clear(self) -> None:
+        """Forget everything recorded; the next update sets the buffer up again (with the
+        max_samples configured now)."""
         with self.lock:
-            if self.buffer is not None:
-                self.buffer.clear()
+            self.buffer, self.kind, self._py_type = None, None, None
             self.events.clear()
             self.counters = dict.fromkeys(COUNTERS, 0)
             self._pending.clear()

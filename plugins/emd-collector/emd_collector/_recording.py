@@ -65,6 +65,9 @@ def write_atomically(path: Path, write: Any) -> None:
     os.close(handle)
     try:
         write(Path(temporary))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # as any new file, not mkstemp's private 0600
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -85,7 +88,8 @@ class NpzExporter:
             raise ValueError(f"npz export takes the option compress, not {', '.join(sorted(unknown))}")
         save = np.savez_compressed if options.get("compress", True) else np.savez
         arrays: dict[str, Any] = {}
-        meta: dict[str, Any] = {"identity": recording.identity, "config": recording.config, "pvs": {}}
+        meta: dict[str, Any] = {"identity": recording.identity, "config": recording.config,
+                                "exported_at": recording.exported_at, "pvs": {}}
         for pv in recording.pvs.values():
             for column, values in pv.columns.items():
                 arrays[f"{pv.name}/{column}"] = values.astype(str) if values.dtype == object else values

@@ -318,8 +318,8 @@ def test_export_of_an_empty_collector_and_upload_without_uploader(prefix, run_de
     client = collector(run_device, prefix, input_pvs=["a:b"], data_dir=str(tmp_path))
     with pytest.raises(emd.DeviceError, match="has recorded nothing yet: nothing to export"):
         client.export("empty.npz")
-    with pytest.raises(emd.DeviceError, match="no uploader 'webdav' installed"):
-        client.upload("empty.npz", "webdav")
+    with pytest.raises(emd.DeviceError, match="no uploader 'nosuchtarget' installed"):
+        client.upload("empty.npz", "nosuchtarget")
 
 
 def test_emd_collect_command(prefix, ioc, tmp_path):
@@ -444,7 +444,7 @@ def test_upload_failures_are_reported_and_the_recording_stays(uploading_collecto
 @pytest.mark.parametrize(
     "path, target, options, reason",
     [
-        ("run.npz", "nope", {}, "no uploader 'nope' installed (installed: flaky"),
+        ("run.npz", "nope", {}, "no uploader 'nope' installed (installed: "),
         ("gone.npz", "flaky", {}, "no such file in the data directory"),
         ("../run.npz", "flaky", {}, "must be relative to the data directory"),
         ("run.npz", "flaky", {"password": "hunter2"}, "must not carry credentials (password)"),
@@ -456,3 +456,40 @@ def test_bad_upload_requests_are_refused(uploading_collector, path, target, opti
         client.upload(path, target, **options)
     assert reason in str(refused.value) and "hunter2" not in client.upload_status()["message"]
     assert client.upload_status()["state"] == "idle"
+
+
+def test_updates_that_do_not_fit_are_rejected_never_fatal(prefix, sources, run_device):
+    """Longer waveforms widen the buffer; an overflowing value or an odd type is rejected and
+    counted; the collector keeps recording."""
+    wave, small = sources.name("waveform"), sources.name("uint8")
+    client = collector(run_device, prefix, input_pvs=[wave, small])
+    client.start()
+    wait_until(lambda: client.status()["connected"] == 2, 10, "connected")
+    sources.post("waveform", np.arange(6.0))  # longer than the first (4): the buffer widens
+    sources.retype("uint8", NTScalar("i"), 300)  # numeric, but does not fit a uint8: rejected
+    wait_until(lambda: client.status(small)["rejected"] == 1, 10, "overflow rejected")
+    sources.retype("uint8", NTScalar("as"), ["a", "b"])  # not numeric at all: rejected
+    wait_until(lambda: client.status(small)["rejected"] == 2, 10, "string array rejected")
+    data = client.data(wave)
+    assert data["value"].shape == (2, 6) and list(data["length"]) == [4, 6]
+    assert list(data["value"][1]) == [0, 1, 2, 3, 4, 5] and list(data["value"][0]) == [0, 0, 0, 0, 0, 0]
+    assert list(client.data(small)["value"]) == [0]  # nothing half-stored
+    assert client.state is emd.DeviceState.running
+    sources.post("waveform", np.arange(2.0))
+    wait_until(lambda: client.status(wave)["stored"] == 3, 10, "still recording")
+
+
+def test_clear_applies_a_new_max_samples(prefix, sources, run_device):
+    name = sources.name("double")
+    client = collector(run_device, prefix, input_pvs=[name], max_samples=5)
+    client.start()
+    wait_until(lambda: client.status(name)["connected"], 10, "connected")
+    client.stop()
+    client.configure(max_samples=3)
+    client.clear()
+    client.start()
+    wait_until(lambda: client.status(name)["stored"] == 1, 10, "reconnected")
+    for n in range(1, 6):
+        sources.post("double", float(n))
+    wait_until(lambda: client.status(name)["stored"] == 6, 10, "stored")
+    assert list(client.data(name)["value"]) == [3.0, 4.0, 5.0]
