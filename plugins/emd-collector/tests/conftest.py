@@ -6,25 +6,8 @@ from typing import Iterator
 
 import pytest
 
+from emd_collector.demo import CIRCLE_DB
 from epics_meta_devices.testing import IocProcess, SourcePVs
-
-CIRCLE_DB = """
-record(calc, "$(P)circle:angle") {
-    field(SCAN, ".1 second")
-    field(CALC, "(A+B)%360")
-    field(INPA, "$(P)circle:angle.VAL NPP")
-    field(B, "10")
-    field(EGU, "deg")
-}
-record(calc, "$(P)circle:x") {
-    field(INPA, "$(P)circle:angle.VAL CP")
-    field(CALC, "COS(A*D2R)")
-}
-record(calc, "$(P)circle:y") {
-    field(INPA, "$(P)circle:angle.VAL CP")
-    field(CALC, "SIN(A*D2R)")
-}
-"""
 
 
 @pytest.fixture
