@@ -60,7 +60,7 @@ def looks_secret(name: str) -> bool:
     return any(part in squashed for part in _SECRET_PARTS) or bool(words & _SECRET_WORDS)
 
 
-def check_options(options: Mapping[str, Any], target: str, allowed: set[str],
+def check_options(options: Mapping[str, Any], target: str, allowed: frozenset[str],
                   required: set[str], credentials_go: str) -> None:
     """ValueError unless `options` holds only `allowed` names, every `required` one, and
     nothing that looks like a credential (the message says where credentials go instead)."""
@@ -103,7 +103,8 @@ def bool_option(options: Mapping[str, Any], name: str, target: str, default: boo
 def seconds_option(options: Mapping[str, Any], name: str, target: str, default: float) -> float:
     """Option `name` as seconds, more than 0 and at most an hour."""
     value = options.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not 0 < value <= MAX_TIMEOUT:
         raise ValueError(f"{target}: option {name} must be a number of seconds, "
                          f"more than 0 and at most {MAX_TIMEOUT:g}, not {value!r}")
     return float(value)

@@ -45,7 +45,7 @@ class DirectoryUploader:
     Returns the path of the copy; an existing file of that name is replaced."""
 
     name = "directory"
-    OPTIONS = {"destination", "subdir"}
+    OPTIONS = frozenset({"destination", "subdir"})
 
     def settings(self, options: Mapping[str, Any]) -> tuple[Path, tuple[str, ...]]:
         """Checked options: the destination and the parts of the subdirectory."""

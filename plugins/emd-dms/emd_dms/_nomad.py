@@ -145,7 +145,8 @@ class NomadUploader:
     (seconds to wait for NOMAD's processing, default 300). Returns the file's raw URL."""
 
     name = "nomad"
-    OPTIONS = {"url", "upload_id", "remote_path", "publish", "timeout", "processing_timeout"}
+    OPTIONS = frozenset({"url", "upload_id", "remote_path", "publish", "timeout",
+                         "processing_timeout"})
 
     def __init__(self) -> None:
         self._open: dict[tuple[str, str], str] = {}  # (API URL, token digest) -> open upload

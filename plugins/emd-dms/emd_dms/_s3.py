@@ -37,7 +37,7 @@ class S3Uploader:
     UploadError says ``retry``."""
 
     name = "s3"
-    OPTIONS = {"bucket", "key", "endpoint_url", "region", "timeout"}
+    OPTIONS = frozenset({"bucket", "key", "endpoint_url", "region", "timeout"})
 
     def settings(self, options: Mapping[str, Any], filename: str) -> dict[str, Any]:
         """Checked options: bucket, key, endpoint_url (or None), region (or None), timeout."""

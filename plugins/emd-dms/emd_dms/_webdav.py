@@ -35,7 +35,7 @@ class WebDavUploader:
     the file; an existing file of that name is replaced."""
 
     name = "webdav"
-    OPTIONS = {"url", "remote_path", "timeout"}
+    OPTIONS = frozenset({"url", "remote_path", "timeout"})
 
     def settings(self, options: Mapping[str, Any]) -> tuple[str, tuple[str, ...], float]:
         """Checked options: base URL, collections below it, timeout."""
@@ -105,8 +105,9 @@ class WebDavUploader:
         if answer.status_code == 207:
             try:
                 found = ElementTree.fromstring(answer.content).find(".//{DAV:}getcontentlength")
-                if found is not None and (found.text or "").strip().isdigit():
-                    return int(found.text.strip())
+                text = (found.text or "").strip() if found is not None else ""
+                if text.isdigit():
+                    return int(text)
             except ElementTree.ParseError:
                 pass  # fall back to HEAD
         elif answer.status_code >= 500 or answer.status_code in (401, 403):
