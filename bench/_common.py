@@ -26,8 +26,8 @@ def p99(samples: list[float]) -> float:
 @dataclass
 class Result:
     """One benchmark: samples through the device and through its bare-p4p baseline, both taken
-    in the same run; in seconds (shown in ms) when `unit` is "ms", else in that unit (MB, us,
-    B, updates: whole counts)."""
+    in the same run; in seconds (shown in ms) when `unit` is "ms", else in that unit (s, MB,
+    us, B, updates: whole counts)."""
 
     name: str
     device: list[float]
@@ -44,6 +44,8 @@ class Result:
     def show(self, value: float) -> str:
         if self.unit == "updates":
             return f"{value:.0f}"
+        if self.unit == "s":
+            return f"{value:.3f}"
         return ms(value) if self.unit == "ms" else f"{value:.1f}"
 
     @property

@@ -255,16 +255,19 @@ class SourcePVs:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.pvs = {kind: SharedPV(nt=nt, initial=initial) for kind, (nt, initial) in self.KINDS.items()}
+        self.types = {kind: nt for kind, (nt, _) in self.KINDS.items()}  # changed by retype()
         self.server = Server(providers=[{self.name(kind): pv for kind, pv in self.pvs.items()}])
 
     def name(self, kind: str) -> str:
         return f"{self.prefix}:src:{kind}"
 
     def post(self, kind: str, value: object, **kws: object) -> None:
-        self.pvs[kind].post(value, timestamp=kws.pop("timestamp", time.time()), **kws)
+        # Wrap with the current type: SharedPV keeps wrapping with the type it was made with.
+        self.pvs[kind].post(self.types[kind].wrap(value, timestamp=kws.pop("timestamp", time.time()), **kws))
 
     def retype(self, kind: str, nt: Any, value: object) -> None:
         """Serve `kind` with another type from now on (clients see a reconnect)."""
+        self.types[kind] = nt
         self.pvs[kind].close()
         self.pvs[kind].open(nt.wrap(value, timestamp=time.time()))
 

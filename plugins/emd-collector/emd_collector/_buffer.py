@@ -25,9 +25,13 @@ class RingBuffer:
         self.count = 0
         self._allocate(min(INITIAL_CAPACITY, max_samples))
 
+    @property
+    def _padding(self) -> Any:
+        return "" if self.dtype == object else 0  # strings are padded with strings
+
     def _allocate(self, capacity: int) -> None:
         shape = (capacity,) if self.width is None else (capacity, self.width)
-        self.value = np.zeros(shape, dtype=self.dtype)
+        self.value = np.full(shape, self._padding, dtype=self.dtype)
         self.seconds = np.zeros(capacity, dtype=np.int64)
         self.nanoseconds = np.zeros(capacity, dtype=np.int32)
         self.severity = np.zeros(capacity, dtype=np.int16)
@@ -51,7 +55,7 @@ class RingBuffer:
                 self.widen(len(value))
             n = len(value)
             self.value[i, :n] = value
-            self.value[i, n:] = 0
+            self.value[i, n:] = self._padding
             self.length[i] = n  # type: ignore[index]
         if kept:
             self.count += 1
@@ -67,7 +71,7 @@ class RingBuffer:
         """Make room for longer waveforms: rows keep their values and lengths."""
         old = self.value
         self.width = width
-        self.value = np.zeros((len(old), width), dtype=self.dtype)
+        self.value = np.full((len(old), width), self._padding, dtype=self.dtype)
         self.value[:, : old.shape[1]] = old
 
     def _grow(self) -> None:

@@ -268,6 +268,7 @@ class PVRecorder:
         max_samples configured now)."""
         with self.lock:
             self.buffer, self.kind, self._py_type = None, None, None
+            self.choices, self.units = [], ""
             self.events.clear()
             self.counters = dict.fromkeys(COUNTERS, 0)
             self._pending.clear()

@@ -63,6 +63,9 @@ def write_atomically(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(handle)
+    # The writer creates the file anew: truncating an existing one (h5py's "w" does) makes ext4
+    # flush all of it to disk on close (auto_da_alloc), which doubled the time of an export.
+    os.unlink(temporary)
     try:
         write(Path(temporary))
         umask = os.umask(0)

@@ -493,3 +493,18 @@ def test_clear_applies_a_new_max_samples(prefix, sources, run_device):
         sources.post("double", float(n))
     wait_until(lambda: client.status(name)["stored"] == 6, 10, "stored")
     assert list(client.data(name)["value"]) == [3.0, 4.0, 5.0]
+
+
+def test_string_arrays_of_varying_length(prefix, sources, run_device, tmp_path):
+    """String waveforms: shorter rows are padded with empty strings, and they export."""
+    name = sources.name("string")
+    sources.retype("string", NTScalar("as"), ["a", "b", "c"])
+    client = collector(run_device, prefix, input_pvs=[name], data_dir=str(tmp_path))
+    client.start()
+    wait_until(lambda: client.status(name)["stored"] == 1, 10, "first row")
+    sources.post("string", ["x"])
+    sources.post("string", ["p", "q", "r", "s"])
+    wait_until(lambda: client.status(name)["stored"] == 3, 10, "stored")
+    assert [v.value for v in client.get(name).history] == [["a", "b", "c"], ["x"], ["p", "q", "r", "s"]]
+    client.export("strings.npz")
+    assert load_npz(tmp_path / "strings.npz")["arrays"][f"{name}/value"].tolist()[1] == ["x", "", "", ""]

@@ -47,7 +47,7 @@ class Hdf5Exporter:
 
     def export(self, recording: Recording, path: Path, options: Mapping[str, Any]) -> None:
         settings = self.settings(options)
-        write_atomically(path, lambda temporary: self._write(recording, temporary, settings))
+        write_atomically(path, lambda temporary: self._write(recording, temporary, path.name, settings))
 
     @staticmethod
     def settings(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,10 +67,10 @@ class Hdf5Exporter:
             raise ValueError(f"chunk_bytes must be an integer from 4096 to 268435456, not {chunk_bytes!r}")
         return {"compression": compression, "level": level, "chunk_bytes": chunk_bytes}
 
-    def _write(self, recording: Recording, path: Path, settings: dict[str, Any]) -> None:
+    def _write(self, recording: Recording, path: Path, file_name: str, settings: dict[str, Any]) -> None:
         with h5py.File(path, "w") as f:
             f.attrs.update({"default": "entry", "creator": f"emd-hdf5 {_version('emd-hdf5')}",
-                            "file_name": path.name, "file_time": _iso(recording.exported_at),
+                            "file_name": file_name, "file_time": _iso(recording.exported_at),
                             "HDF5_Version": h5py.version.hdf5_version, "h5py_version": h5py.__version__})
             entry = f.create_group("entry")
             entry.attrs["NX_class"] = "NXentry"

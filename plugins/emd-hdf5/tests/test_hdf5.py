@@ -51,6 +51,7 @@ def test_every_dtype_round_trips(recorded):
     assert written == str(data_dir / "runs" / "run1.h5")
     with h5py.File(written, "r") as f:
         assert f.attrs["default"] == "entry" and f["entry"].attrs["NX_class"] == "NXentry"
+        assert f.attrs["file_name"] == "run1.h5"
         logs = logs_by_pv(f)
         assert set(logs) == {sources.name(kind) for kind in SourcePVs.KINDS}
         for kind in SourcePVs.KINDS:
