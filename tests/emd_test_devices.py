@@ -83,3 +83,42 @@ class CrashOnStart(emd.MetaDevice):
 @emd.hookimpl
 def emd_device_types() -> list[type[emd.MetaDevice]]:
     return [Probe, CrashOnStart]
+
+
+@dataclass
+class ScaleConfig(emd.ProcessingConfig):
+    x: str = ""
+    factor: float = 2.0
+    strict: bool = False
+    """Raise a non-data error (a bug) from compute when x is negative: the device goes to error."""
+
+
+@emd.register_device_type(name="test.Scale")
+class Scale(emd.ProcessingDevice):
+    """Y = factor * x; Y over zero raises a data error (division by zero)."""
+
+    Config = ScaleConfig
+    inputs = ("x",)
+    outputs = {"Y": 0.0, "INVERSE": 0.0}
+
+    def compute(self, x: float) -> dict[str, float]:
+        if x < 0 and self.config.strict:
+            raise RuntimeError("negative input in strict mode")
+        return {"Y": x * self.config.factor, "INVERSE": 1 / x}
+
+
+@dataclass
+class SumConfig(emd.ProcessingConfig):
+    terms: list[str] = field(default_factory=list)
+
+
+@emd.register_device_type(name="test.Sum")
+class Sum(emd.ProcessingDevice):
+    """SUM = the sum of the inputs (a list[str] field: a group of inputs)."""
+
+    Config = SumConfig
+    inputs = ("terms",)
+    outputs = {"SUM": 0.0}
+
+    def compute(self, terms: list[float]) -> float:
+        return float(sum(terms))

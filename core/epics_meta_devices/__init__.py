@@ -1,7 +1,8 @@
 """epics-meta-devices: turn recording and processing steps into EPICS devices.
 
 ``import epics_meta_devices as emd``; write a device by subclassing `MetaDevice` and decorating
-it with `register_device_type`; reach installed types as ``emd.devices.<group>.<Class>``; drive
+it with `register_device_type` (a `ProcessingDevice` for one that computes outputs from input
+PVs); reach installed types as ``emd.devices.<group>.<Class>``; drive
 any device with `DeviceClient`.
 """
 
@@ -21,6 +22,7 @@ from ._plugins import (
     plugin_reports,
     uploaders,
 )
+from ._processing import InputSample, ProcessingConfig, ProcessingDevice, ProcessingError
 from ._pvs import DevicePV
 from ._registry import DeviceTypeInfo, register_device_type, registry
 from ._state import DeviceError, DeviceState, DeviceTimeout, IllegalTransition, UploadError
@@ -46,8 +48,12 @@ __all__ = [
     "EmptyConfig",
     "FactoryClient",
     "IllegalTransition",
+    "InputSample",
     "MetaDevice",
     "PluginReport",
+    "ProcessingConfig",
+    "ProcessingDevice",
+    "ProcessingError",
     "UploadError",
     "__version__",
     "client_for",
