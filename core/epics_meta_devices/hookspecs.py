@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 
 
 class Exporter(Protocol):
-    """Writes a recording to a file of one format."""
+    """Writes a recording to a file of one format. An exporter that can also write a file
+    while recording has ``open_spool(path, options)``, returning an object with
+    ``append(recording)`` (only the rows new since the last call) and ``close()``: a
+    collector's ``spool_file`` uses it."""
 
     name: str
     suffixes: list[str]

@@ -23,6 +23,7 @@ class RingBuffer:
         self.max_samples = max_samples
         self.start = 0  # index of the oldest sample
         self.count = 0
+        self.appended = 0  # every sample ever appended, dropped ones too: a cursor for spooling
         self._allocate(min(INITIAL_CAPACITY, max_samples))
 
     @property
@@ -57,6 +58,7 @@ class RingBuffer:
             self.value[i, :n] = value
             self.value[i, n:] = self._padding
             self.length[i] = n  # type: ignore[index]
+        self.appended += 1
         if kept:
             self.count += 1
         else:
@@ -87,9 +89,9 @@ class RingBuffer:
         if self.length is not None:
             self.length[:n] = old["length"]
 
-    def columns(self) -> dict[str, np.ndarray]:
-        """Copies of the columns, oldest sample first."""
-        order = (np.arange(self.count) + self.start) % self.capacity if self.count else np.arange(0)
+    def columns(self, first: int = 0) -> dict[str, np.ndarray]:
+        """Copies of the columns, oldest sample first (from the `first` oldest on)."""
+        order = (np.arange(first, self.count) + self.start) % self.capacity if self.count else np.arange(0)
         columns = {
             "value": self.value[order],
             "secondsPastEpoch": self.seconds[order],
@@ -101,11 +103,18 @@ class RingBuffer:
             columns["length"] = self.length[order]
         return columns
 
+    def since(self, cursor: int) -> tuple[dict[str, np.ndarray], int]:
+        """Copies of the samples appended after the first `cursor` ones (an earlier
+        ``appended``), oldest first, and how many of those were already dropped."""
+        new = self.appended - cursor
+        kept = min(new, self.count)
+        return self.columns(first=self.count - kept), new - kept
+
     @property
     def nbytes(self) -> int:
         arrays = [self.value, self.seconds, self.nanoseconds, self.severity, self.status]
         return sum(a.nbytes for a in arrays) + (self.length.nbytes if self.length is not None else 0)
 
     def clear(self) -> None:
-        self.start = self.count = 0
+        self.start = self.count = self.appended = 0
         self._allocate(min(INITIAL_CAPACITY, self.max_samples))

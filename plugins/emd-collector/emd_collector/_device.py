@@ -23,6 +23,7 @@ import epics_meta_devices as emd
 from ._output import DEFAULT_KIND, out_value, select, status_value, table_value
 from ._recorder import COUNTERS, Processing, PVRecorder
 from ._recording import Annotation, RecordedPV, Recording
+from ._spooling import Spooler, can_spool
 
 # EPICS record names (and .FIELD): the characters IOCs accept, no spaces.
 PV_NAME = re.compile(r"^[A-Za-z0-9_\-+:\[\]<>;.{}$]+$")
@@ -76,6 +77,12 @@ class CollectorConfig:
     """Retries of an upload that failed in a way worth retrying (timeouts, server errors)."""
     upload_backoff: float = 1.0
     """Seconds before the first retry; doubled for each next one."""
+    spool_file: str = ""
+    """While recording, append new samples to this file in the data directory every
+    spool_interval seconds, for readers to follow and so a crash loses at most one interval
+    ("": off). Its suffix picks a format that can spool: .h5 (emd-hdf5, SWMR)."""
+    spool_interval: float = 5.0
+    """Seconds between appends to spool_file."""
 
     def __post_init__(self) -> None:
         names = self.input_pvs
@@ -99,6 +106,8 @@ class CollectorConfig:
             raise ValueError(f"publish_period must be between 0.05 and 3600 s, got {self.publish_period}")
         if not 0 <= self.upload_retries <= 100 or not 0 <= self.upload_backoff <= 3600:
             raise ValueError("upload_retries must be 0-100 and upload_backoff 0-3600 s")
+        if not 0.05 <= self.spool_interval <= 3600:
+            raise ValueError(f"spool_interval must be between 0.05 and 3600 s, got {self.spool_interval}")
         if self.history_limit < 0:
             raise ValueError(f"history_limit must be >= 0 (0: all), got {self.history_limit}")
         if not 4 <= self.queue_size <= 1_000_000:
@@ -145,6 +154,9 @@ class Collector(emd.MetaDevice):
         # uploads run one after the other, in the background: recording never waits for them
         self._uploads = ThreadPoolExecutor(1, thread_name_prefix=f"upload:{prefix}")
         self._queued_uploads = 0
+        self._spooler: Spooler | None = None
+        self._spool_path: Path | None = None
+        self._spool_cursors: dict[str, tuple[int, int]] = {}  # kept, so enabling again continues the file
         self.outputs = OutputPVs(self)
         self.add_provider(DynamicProvider(f"emd:{prefix}:outputs", self.outputs))
         self.status_pv = self.add_pv("STATUS", self._totals(), type=TOTALS_TYPE)
@@ -159,6 +171,8 @@ class Collector(emd.MetaDevice):
     # -- life cycle -------------------------------------------------------------------------------
 
     def configure(self, config: CollectorConfig) -> None:
+        if config.spool_file:
+            self._spool_exporter(config)  # refuses a path or a format that cannot spool
         max_bytes = int(config.memory_limit_mb * 2**20 / max(1, len(config.input_pvs)))
         for name in config.input_pvs:
             recorder = self.recorders.get(name)
@@ -172,6 +186,8 @@ class Collector(emd.MetaDevice):
             self._publisher.start()
 
     def start(self) -> None:
+        if self.config.spool_file:  # first: a file that cannot be opened refuses ENABLE
+            self._start_spooling()
         self._ready = queue.SimpleQueue()  # fresh: a stop marker left by an earlier run must not end this one
         self._context = RawContext("pva", useenv=True, nt=False)
         self._drain_thread = threading.Thread(target=self._drain_loop, name=f"drain:{self.prefix}", daemon=True)
@@ -190,6 +206,9 @@ class Collector(emd.MetaDevice):
         if self._drain_thread is not None and self._drain_thread is not threading.current_thread():
             self._drain_thread.join(10)
         self._drain_thread = None
+        if self._spooler is not None:
+            spooler, self._spooler = self._spooler, None
+            spooler.stop()
         self._publish()
 
     def close(self) -> None:
@@ -356,9 +375,10 @@ class Collector(emd.MetaDevice):
                                     "queued": max(0, self._queued_uploads), "location": "", "message": "",
                                     "attempt": 0, "bytes_done": 0, "bytes_total": 0, **fields})
 
-    def data_file(self, text: str) -> Path:
-        """`text` as a path inside the data directory; DeviceError for anything leading out."""
-        root = self.config.data_path
+    def data_file(self, text: str, config: CollectorConfig | None = None) -> Path:
+        """`text` as a path inside the data directory (of `config`, default the current one);
+        DeviceError for anything leading out."""
+        root = (config or self.config).data_path
         if not text.strip():
             raise emd.DeviceError(f"a path is needed (relative to the data directory {root})")
         relative = Path(text)
@@ -384,6 +404,33 @@ class Collector(emd.MetaDevice):
                 return exporter
         raise emd.DeviceError(f"cannot tell the export format of {path.name!r}: give a format (installed: {installed})")
 
+    def _spool_exporter(self, config: CollectorConfig) -> tuple[Any, Path]:
+        path = self.data_file(config.spool_file, config)
+        exporter = self.exporter_for("", path)
+        if not can_spool(exporter):
+            raise emd.DeviceError(f"spool_file: the {exporter.name} format cannot spool; use a .h5 file (emd-hdf5)")
+        return exporter, path
+
+    def _start_spooling(self) -> None:
+        exporter, path = self._spool_exporter(self.config)
+        if path != self._spool_path:  # a new file gets everything recorded so far
+            self._spool_path, self._spool_cursors = path, {}
+        try:
+            spool = exporter.open_spool(path, {})
+        except Exception as exc:
+            raise emd.DeviceError(f"cannot spool to {path}: {exc}") from None
+        self._spooler = Spooler(spool, lambda: self.recorders, lambda: (self._identity(), emd.config_to_dict(self.config)),
+                                self._spool_cursors, self.config.spool_interval, self.log)
+        self._spooler.start()
+        self.log.info("spooling to %s every %g s", path, self.config.spool_interval)
+
+    def _identity(self) -> dict[str, Any]:
+        """Who recorded: kept with exports and spool files."""
+        info = self._info()
+        return {"prefix": self.prefix, "type": self.device_type, "uuid": self.uuid, "host": info["host"],
+                "pid": info["pid"], "versions": {"emd-collector": info["plugin_version"],
+                                                 "epics-meta-devices": info["core_version"]}}
+
     def recording(self) -> Recording:
         """A consistent snapshot of everything recorded, for exporters."""
         pvs = {}
@@ -392,11 +439,7 @@ class Collector(emd.MetaDevice):
             kind = recorder.kind or DEFAULT_KIND
             pvs[name] = RecordedPV(name, kind.kind, kind.code, columns, list(recorder.choices),
                                    recorder.units, dict(recorder.counters), events)
-        info = self._info()
-        identity = {"prefix": self.prefix, "type": self.device_type, "uuid": self.uuid, "host": info["host"],
-                    "pid": info["pid"], "versions": {"emd-collector": info["plugin_version"],
-                                                     "epics-meta-devices": info["core_version"]}}
-        return Recording(identity, emd.config_to_dict(self.config), pvs, list(self.annotations), time.time())
+        return Recording(self._identity(), emd.config_to_dict(self.config), pvs, list(self.annotations), time.time())
 
 
 class _Connections:

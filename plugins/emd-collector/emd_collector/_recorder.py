@@ -263,6 +263,19 @@ class PVRecorder:
             columns = self.buffer.columns() if self.buffer is not None else {}
             return columns, list(self.events)
 
+    def since(self, cursor: tuple[int, int]) -> tuple[dict[str, np.ndarray], int, tuple[int, int]]:
+        """The samples stored after `cursor` (from an earlier call; ``(0, 0)`` at first), how
+        many of them the full buffer dropped before they were read, and the new cursor. A
+        cursor of a buffer since cleared or set up again counts from that buffer's start."""
+        with self.lock:
+            if self.buffer is None:
+                return {}, 0, (0, 0)
+            buffer_id, appended = cursor
+            if buffer_id != id(self.buffer):
+                appended = 0
+            columns, dropped = self.buffer.since(appended)
+            return columns, dropped, (id(self.buffer), self.buffer.appended)
+
     def clear(self) -> None:
         """Forget everything recorded; the next update sets the buffer up again (with the
         max_samples configured now)."""

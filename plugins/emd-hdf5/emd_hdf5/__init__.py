@@ -7,8 +7,9 @@ from typing import Any
 import epics_meta_devices as emd
 
 from ._exporter import Hdf5Exporter
+from ._spool import Hdf5Spool
 
-__all__ = ["Hdf5Exporter"]
+__all__ = ["Hdf5Exporter", "Hdf5Spool"]
 
 
 @emd.hookimpl

@@ -49,6 +49,13 @@ class Hdf5Exporter:
         settings = self.settings(options)
         write_atomically(path, lambda temporary: self._write(recording, temporary, path.name, settings))
 
+    def open_spool(self, path: Path, options: Mapping[str, Any]) -> Any:
+        """A file at `path` that grows while a collector records (an `Hdf5Spool`, SWMR). Options
+        as for `export`; compression defaults to lzf, cheap for the recording process."""
+        from ._spool import Hdf5Spool  # it builds on this module
+
+        return Hdf5Spool(path, self.settings({"compression": "lzf", **options}))
+
     @staticmethod
     def settings(options: Mapping[str, Any]) -> dict[str, Any]:
         """Checked options; ValueError says what is wrong."""

@@ -1,0 +1,89 @@
+"""Continuous spooling: while a collector records, append what is new to a file at a set
+interval, so readers can follow the recording and a crash loses at most one interval.
+
+The file format comes from an exporter that can spool (``open_spool``, e.g. emd-hdf5's SWMR
+files); this module only decides what is new since the last write and when to write it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+from ._recorder import PVRecorder
+from ._recording import RecordedPV, Recording
+
+Cursor = tuple[int, int]
+
+
+class Spooler:
+    """Every `interval` seconds, hands the samples stored since the last write to `spool`
+    (``spool.append(recording)`` with only the new rows; ``spool.close()`` at the end).
+
+    `cursors` (PV name -> position) are the caller's, so a collector enabled again continues
+    the same file where it stopped instead of writing its samples twice.
+    """
+
+    def __init__(self, spool: Any, recorders: Callable[[], Mapping[str, PVRecorder]],
+                 identity: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
+                 cursors: dict[str, Cursor], interval: float, log: logging.LoggerAdapter) -> None:
+        self.spool = spool
+        self.recorders = recorders
+        self.identity = identity
+        self.cursors = cursors
+        self.interval = interval
+        self.log = log
+        self.dropped = 0
+        """Samples the ring buffers dropped before they were spooled (max_samples too small
+        for the interval)."""
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="spool", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Write what is left and close the file."""
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(30)
+        try:
+            self.write()
+        except Exception as exc:  # stopping must not fail: the recording is in memory still
+            self.log.error("spooling failed at the end: %s", exc)
+        finally:
+            try:
+                self.spool.close()
+            except Exception as exc:
+                self.log.error("closing the spool file failed: %s", exc)
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self.write()
+            except Exception as exc:  # the recording goes on; the file misses this interval
+                self.log.error("spooling failed: %s", exc)
+
+    def write(self) -> None:
+        """Append everything stored since the last write."""
+        pvs = {}
+        for name, recorder in list(self.recorders().items()):
+            columns, dropped, self.cursors[name] = recorder.since(self.cursors.get(name, (0, 0)))
+            if dropped:
+                self.dropped += dropped
+                self.log.warning("%d samples of %s were dropped before they were spooled", dropped, name)
+            if columns and len(columns["secondsPastEpoch"]) and recorder.kind is not None:
+                pvs[name] = RecordedPV(name, recorder.kind.kind, recorder.kind.code, columns,
+                                       list(recorder.choices), recorder.units)
+        identity, config = self.identity()
+        self.spool.append(Recording(identity, config, pvs, [], time.time()))
+
+
+def can_spool(exporter: Any) -> bool:
+    """Whether an exporter writes spool files (has ``open_spool(path, options)``)."""
+    return callable(getattr(exporter, "open_spool", None))
+
+
+__all__ = ["Spooler", "can_spool"]

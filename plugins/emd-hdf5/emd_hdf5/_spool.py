@@ -1,0 +1,121 @@
+"""Hdf5Spool: a NeXus file that grows while a collector records, readable meanwhile (SWMR).
+
+    /entry                  NXentry
+      collector             NXcollection  identity attributes, config (JSON), as in an export
+      <pv>                  NXlog  pv_name attribute; time, value, [length], alarm_severity,
+                            alarm_status: resizable datasets, appended at every interval
+
+HDF5's single-writer/multiple-reader mode lets readers follow the file (open it with
+``h5py.File(path, "r", libver="latest", swmr=True)`` and call ``dataset.refresh()``), and what
+was flushed survives a crash of the writer. In SWMR mode no new objects can be made, so the
+file switches to it once every input PV has its group (types are known from a PV's first
+sample), or at the third append at the latest: PVs that had no sample by then are left out of
+this file (they stay in the collector and in its exports).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+
+from emd_collector import RecordedPV, Recording
+
+from ._exporter import EPOCH, STRING, Hdf5Exporter, _unique_name
+
+SWMR_AT_THE_LATEST = 3
+"""Appends after which the file goes SWMR even if some input PVs have no group yet."""
+
+
+class Hdf5Spool:
+    """Appends collector samples to `path` (made, or continued if it exists)."""
+
+    def __init__(self, path: Path, settings: Mapping[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.settings = dict(settings)
+        self.file = h5py.File(path, "a", libver="latest")
+        self.entry = self.file.require_group("entry")
+        self.entry.attrs["NX_class"] = "NXentry"
+        self.file.attrs["default"] = "entry"
+        self.logs: dict[str, h5py.Group] = {
+            group.attrs["pv_name"]: group for group in self.entry.values()
+            if isinstance(group, h5py.Group) and "pv_name" in group.attrs
+        }
+        self.used = set(self.entry)
+        self.appends = 0
+        self.left_out: set[str] = set()
+
+    def append(self, recording: Recording) -> None:
+        """Add the rows of `recording` (only the new ones) and flush them to the file."""
+        if not self.file.swmr_mode:
+            if "collector" not in self.entry:
+                Hdf5Exporter._identity(self.entry, recording)
+            for pv in recording.pvs.values():
+                if pv.name not in self.logs:
+                    self.logs[pv.name] = self._new_log(pv)
+            self.appends += 1
+            inputs = recording.config.get("input_pvs", [])
+            if all(name in self.logs for name in inputs) or self.appends >= SWMR_AT_THE_LATEST:
+                self.file.swmr_mode = True
+        for pv in recording.pvs.values():
+            log = self.logs.get(pv.name)
+            if log is None:
+                self.left_out.add(pv.name)  # appeared after SWMR started: cannot be added
+                continue
+            self._extend(log, pv)
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def _new_log(self, pv: RecordedPV) -> h5py.Group:
+        log = self.entry.create_group(_unique_name(pv.name, self.used))
+        log.attrs.update({"NX_class": "NXlog", "pv_name": pv.name, "kind": pv.kind, "type_code": pv.code})
+        if pv.choices:
+            log.attrs["choices"] = np.array(pv.choices, dtype=STRING)
+        values = pv.columns["value"]
+        value = self._dataset(log, "value", STRING if values.dtype == object else values.dtype,
+                              values.shape[1:])
+        if pv.units:
+            value.attrs["units"] = pv.units
+        time = self._dataset(log, "time", np.dtype(np.int64))
+        time.attrs.update({"start": EPOCH, "units": "ns"})
+        if "length" in pv.columns:
+            self._dataset(log, "length", np.dtype(np.int32))
+        self._dataset(log, "alarm_severity", np.dtype(np.int16))
+        self._dataset(log, "alarm_status", np.dtype(np.int16))
+        return log
+
+    def _dataset(self, log: h5py.Group, name: str, dtype: Any, row: tuple[int, ...] = ()) -> h5py.Dataset:
+        """An empty dataset that grows along its first axis (and its second, for waveforms)."""
+        itemsize = 16 if dtype == STRING else np.dtype(dtype).itemsize
+        width = row[0] if row else 1
+        rows = max(1, self.settings["chunk_bytes"] // (itemsize * max(1, width)))
+        compression = None if self.settings["compression"] == "none" else self.settings["compression"]
+        return log.create_dataset(
+            name, shape=(0, *row), maxshape=(None,) * (1 + len(row)), dtype=dtype,
+            chunks=(rows, *(max(1, w) for w in row)), compression=compression,
+            compression_opts=self.settings["level"] if compression == "gzip" else None,
+            shuffle=compression is not None and dtype != STRING,
+        )
+
+    @staticmethod
+    def _extend(log: h5py.Group, pv: RecordedPV) -> None:
+        columns = pv.columns
+        time = columns["secondsPastEpoch"].astype(np.int64) * 1_000_000_000 + columns["nanoseconds"]
+        for name, data in (("time", time), ("value", columns["value"]), ("length", columns.get("length")),
+                           ("alarm_severity", columns["severity"]), ("alarm_status", columns["status"])):
+            if data is None:
+                continue
+            dataset = log[name]
+            old = dataset.shape[0]
+            if data.ndim == 2 and data.shape[1] > dataset.shape[1]:  # a waveform grew longer
+                dataset.resize(data.shape[1], axis=1)
+            dataset.resize(old + len(data), axis=0)
+            if data.ndim == 2:
+                dataset[old:, : data.shape[1]] = data
+            else:
+                dataset[old:] = data

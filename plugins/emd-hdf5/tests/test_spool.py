@@ -1,0 +1,138 @@
+"""Continuous spooling (CONFIG spool_file): while a collector records, its samples are appended
+to an HDF5 file in SWMR mode that readers can follow, and that survives a crash of the
+collector with at most one interval missing."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+import epics_meta_devices as emd
+from emd_collector import CollectorClient
+from epics_meta_devices.testing import SourcePVs, wait_until
+
+KINDS = ("double", "int32", "string", "waveform", "enum")
+
+
+@pytest.fixture
+def sources(prefix):
+    served = SourcePVs(prefix)
+    yield served
+    served.stop()
+
+
+def spooling_collector(run_device, prefix, sources, tmp_path, **config):
+    names = [sources.name(kind) for kind in KINDS]
+    run_device("collect.Collector", f"{prefix}:coll",
+               config={"input_pvs": names, "data_dir": str(tmp_path), "spool_file": "live.h5",
+                       "spool_interval": 0.2, **config})
+    client = CollectorClient(f"{prefix}:coll")
+    client.start()
+    wait_until(lambda: client.status()["stored"] == len(names), 10, "first sample of every PV")
+    return client
+
+
+def spooled_rows(path, pv):
+    """Rows of `pv` in the spool file, read as a SWMR reader would (None: not there yet)."""
+    if not path.exists():
+        return None
+    try:
+        with h5py.File(path, "r", libver="latest", swmr=True) as f:
+            logs = {g.attrs["pv_name"]: g for g in f["entry"].values()
+                    if isinstance(g, h5py.Group) and "pv_name" in g.attrs}
+            return len(logs[pv]["time"]) if pv in logs else None
+    except OSError:  # not in SWMR mode yet: the writer still makes groups
+        return None
+
+
+def test_a_reader_follows_the_recording(prefix, sources, run_device, tmp_path):
+    client = spooling_collector(run_device, prefix, sources, tmp_path)
+    name = sources.name("double")
+    path = tmp_path / "live.h5"
+    wait_until(lambda: spooled_rows(path, name) == 1, 10, "the first interval in the file")
+    with h5py.File(path, "r", libver="latest", swmr=True) as reader:  # open while recording
+        log = next(g for g in reader["entry"].values() if g.attrs.get("pv_name") == name)
+        for value in (1.5, 2.5, 3.5):
+            sources.post("double", value)
+
+        def follows() -> bool:
+            log["value"].refresh()
+            return len(log["value"]) == 4
+
+        wait_until(follows, 10, "the reader sees the new samples")
+        assert list(log["value"][1:]) == [1.5, 2.5, 3.5]
+    sources.post("waveform", np.arange(6.0))  # longer than before: the dataset widens
+    sources.post("string", "später")
+    sources.post("enum", 2)
+    wait_until(lambda: client.status(sources.name("waveform"))["stored"] == 2, 10, "stored")
+    client.stop()  # the last rows are written at stop
+    with h5py.File(path, "r") as f:
+        logs = {g.attrs["pv_name"]: g for g in f["entry"].values() if "pv_name" in g.attrs}
+        assert set(logs) == {sources.name(kind) for kind in KINDS}
+        for kind in KINDS:
+            pv = sources.name(kind)
+            data = client.data(pv)
+            assert len(logs[pv]["time"]) == len(data["value"]), kind
+            expected_ns = data["secondsPastEpoch"].astype(np.int64) * 10**9 + data["nanoseconds"]
+            assert np.array_equal(logs[pv]["time"][()], expected_ns), kind
+        wave = logs[sources.name("waveform")]
+        assert wave["value"].shape == (2, 6) and list(wave["length"]) == [4, 6]
+        assert list(wave["value"][1]) == list(np.arange(6.0))
+        assert [s.decode() for s in logs[sources.name("string")]["value"]] == ["", "später"]
+        assert list(logs[sources.name("enum")]["value"]) == [0, 2]
+        assert f["entry/collector"].attrs["prefix"] == f"{prefix}:coll"
+
+
+def test_enabling_again_continues_the_file_without_repeating(prefix, sources, run_device, tmp_path):
+    client = spooling_collector(run_device, prefix, sources, tmp_path)
+    name = sources.name("int32")
+    sources.post("int32", 5)
+    wait_until(lambda: client.status(name)["stored"] == 2, 10, "stored")
+    client.stop()
+    client.start()
+    sources.post("int32", 6)
+    wait_until(lambda: client.status(name)["stored"] == 3, 10, "stored")
+    client.stop()
+    with h5py.File(tmp_path / "live.h5", "r") as f:
+        log = next(g for g in f["entry"].values() if g.attrs.get("pv_name") == name)
+        assert list(log["value"]) == [0, 5, 6]
+
+
+def test_a_crash_loses_at_most_one_interval(prefix, sources, run_device, tmp_path):
+    spooling_collector(run_device, prefix, sources, tmp_path)
+    name = sources.name("double")
+    for value in range(1, 11):
+        sources.post("double", float(value))
+    path = tmp_path / "live.h5"
+    wait_until(lambda: spooled_rows(path, name) == 11, 10, "ten samples spooled")
+    process = run_device.processes[-1].process
+    process.kill()  # no chance to close the file
+    process.wait(10)
+    # The writer never closed the file: it opens as a SWMR reader (h5clear -s clears the flag)
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        log = next(g for g in f["entry"].values() if g.attrs.get("pv_name") == name)
+        assert list(log["value"]) == [0.0] + [float(v) for v in range(1, 11)]
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"spool_file": "../live.h5"}, "must be relative to the data directory"),
+    ({"spool_file": "live.npz"}, "the npz format cannot spool; use a .h5 file"),
+    ({"spool_file": "live.h5", "spool_interval": 0}, "spool_interval must be between 0.05 and 3600"),
+])
+def test_bad_spool_settings_are_refused(prefix, run_device, tmp_path, changes, reason):
+    client = run_device("collect.Collector", f"{prefix}:coll", config={"data_dir": str(tmp_path)})
+    before = client.config
+    with pytest.raises(emd.DeviceError, match=reason):
+        client.configure(**changes)
+    assert client.config == before
+
+
+def test_a_spool_file_that_cannot_be_opened_refuses_enable(prefix, sources, run_device, tmp_path):
+    (tmp_path / "live.h5").write_text("not an HDF5 file")
+    client = run_device("collect.Collector", f"{prefix}:coll",
+                        config={"input_pvs": [sources.name("double")], "data_dir": str(tmp_path),
+                                "spool_file": "live.h5"})
+    with pytest.raises(emd.DeviceError, match="cannot spool to .*live.h5"):
+        client.enable()
+    assert client.state is emd.DeviceState.ready
