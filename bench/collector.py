@@ -43,6 +43,11 @@ SAMPLE_BYTES = 24.0
 RETRIEVAL_TARGET = 2.0
 """Get of the OUT columns at most 2x a plain get of an NTScalarArray double of as many elements."""
 POLL_TARGET = 1.1
+"""Ingest CPU per update while OUT PVs are polled, over that without."""
+SPOOL_TARGET = 1.1
+"""Ingest CPU per update with spooling to HDF5 on, over that with it off (10 % slower)."""
+SPOOL_INTERVAL = 5.0
+"""The collector's default spool_interval."""
 """Ingest CPU per update with a poller at most 10 % above that without."""
 COLUMNS = "field(value,secondsPastEpoch,nanoseconds,severity,status)"
 CHUNK = 90_000
@@ -401,6 +406,37 @@ def polling(pvs: int, seconds: float, polled: int = 5, rounds: int = 4) -> list[
     ]
 
 
+def spooling(pvs: int, seconds: float, rounds: int = 4) -> list[Result]:
+    """A collector recording `pvs` IOC records in `rounds` windows of `seconds`, alternately
+    with spooling to an HDF5 file off and on (ABBA order; CONFIG set between windows, each on
+    window continuing the same file, made in an untimed window first; CLEAR before each): CPU per update."""
+    prefix = unique_prefix("bench-ioc")
+    names = [f"{prefix}:s{n}" for n in range(pvs)]
+    off: list[float] = []
+    on: list[float] = []
+    with ExitStack() as stack:
+        ioc(stack, prefix, pvs)
+        data = stack.enter_context(tempfile.TemporaryDirectory(prefix="emd-bench-"))
+        collector, pid = device(stack, {"input_pvs": names, "max_samples": 100_000,
+                                        "data_dir": data, "spool_interval": SPOOL_INTERVAL})
+        collector.configure(spool_file="spool.h5")
+        record(collector, pid, SPOOL_INTERVAL)  # untimed: makes the file and its groups once
+        for i in range(rounds):
+            spool = i % 4 in (1, 2)
+            collector.configure(spool_file="spool.h5" if spool else "")
+            collector.put("CLEAR", True)  # an on window spools its own samples, none before
+            cpu, received = record(collector, pid, seconds)
+            (on if spool else off).append(cpu / received * 1e6)
+            print(f"  spooling {'on ' if spool else 'off'}: {received} received "
+                  f"({received / (pvs * RATE * seconds):.1%} of PVs x rate x window), "
+                  f"{cpu / received * 1e6:.1f} us CPU per update")
+        size = (Path(data) / "spool.h5").stat().st_size / 1e6
+        print(f"  spool file: {size:.1f} MB")
+    return [Result(f"ingest CPU per update, {pvs} PVs, spooling to HDF5 every "
+                   f"{SPOOL_INTERVAL:g} s", on, off, "same collector, spooling off",
+                   target=SPOOL_TARGET, unit="us")]
+
+
 def run(settings: Settings) -> list[Result]:
     """Every collector benchmark, as much as `settings` say."""
     print(f"  ingest: {settings.ingest_pvs} PVs for {settings.ingest_seconds:g} s ...", flush=True)
@@ -409,4 +445,6 @@ def run(settings: Settings) -> list[Result]:
     results += retrieval(list(settings.sizes), settings.watch)
     print(f"  ingest while polling: {settings.poll_pvs} PVs ...", flush=True)
     results += polling(settings.poll_pvs, settings.poll_seconds)
+    print(f"  ingest while spooling: {settings.poll_pvs} PVs ...", flush=True)
+    results += spooling(settings.poll_pvs, settings.poll_seconds)
     return results

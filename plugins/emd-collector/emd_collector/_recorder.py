@@ -97,6 +97,7 @@ class PVRecorder:
         self.processing = processing
         self.lock = threading.Lock()  # guards buffer and events against the publisher's reads
         self.buffer: RingBuffer | None = None
+        self.buffers_made = 0  # which buffer a spooling cursor was of (ids can be reused)
         self.kind: PVKind | None = None
         self.choices: list[str] = []
         self.units = ""
@@ -206,6 +207,7 @@ class PVRecorder:
         with self.lock:
             self.kind = kind
             self.buffer = RingBuffer(kind.dtype, max_samples, kind.width)
+            self.buffers_made += 1
             self._py_type = type(update["value"])
             if kind.kind == "enum":
                 self.choices = list(update["value.choices"])
@@ -270,11 +272,11 @@ class PVRecorder:
         with self.lock:
             if self.buffer is None:
                 return {}, 0, (0, 0)
-            buffer_id, appended = cursor
-            if buffer_id != id(self.buffer):
+            buffer, appended = cursor
+            if buffer != self.buffers_made:  # the cursor was of an earlier buffer
                 appended = 0
             columns, dropped = self.buffer.since(appended)
-            return columns, dropped, (id(self.buffer), self.buffer.appended)
+            return columns, dropped, (self.buffers_made, self.buffer.appended)
 
     def clear(self) -> None:
         """Forget everything recorded; the next update sets the buffer up again (with the

@@ -51,10 +51,12 @@ class Hdf5Exporter:
 
     def open_spool(self, path: Path, options: Mapping[str, Any]) -> Any:
         """A file at `path` that grows while a collector records (an `Hdf5Spool`, SWMR). Options
-        as for `export`; compression defaults to lzf, cheap for the recording process."""
+        as for `export`; by default no compression and 16 KiB chunks, cheap for the recording
+        process: every append rewrites each dataset's last, partly filled chunk (compressed
+        chunks are decompressed and compressed again for that)."""
         from ._spool import Hdf5Spool  # it builds on this module
 
-        return Hdf5Spool(path, self.settings({"compression": "lzf", **options}))
+        return Hdf5Spool(path, self.settings({"compression": "none", "chunk_bytes": 1 << 14, **options}))
 
     @staticmethod
     def settings(options: Mapping[str, Any]) -> dict[str, Any]:

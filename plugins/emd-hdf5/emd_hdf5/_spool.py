@@ -3,7 +3,8 @@
     /entry                  NXentry
       collector             NXcollection  identity attributes, config (JSON), as in an export
       <pv>                  NXlog  pv_name attribute; time, value, [length], alarm_severity,
-                            alarm_status: resizable datasets, appended at every interval
+                            alarm_status: resizable datasets (uncompressed by
+                            default), appended at every interval
 
 HDF5's single-writer/multiple-reader mode lets readers follow the file (open it with
 ``h5py.File(path, "r", libver="latest", swmr=True)`` and call ``dataset.refresh()``), and what
@@ -40,8 +41,9 @@ class Hdf5Spool:
         self.entry = self.file.require_group("entry")
         self.entry.attrs["NX_class"] = "NXentry"
         self.file.attrs["default"] = "entry"
-        self.logs: dict[str, h5py.Group] = {
-            group.attrs["pv_name"]: group for group in self.entry.values()
+        # PV name -> its log's datasets, looked up once: a group lookup costs more than an append
+        self.logs: dict[str, dict[str, h5py.Dataset]] = {
+            group.attrs["pv_name"]: dict(group.items()) for group in self.entry.values()
             if isinstance(group, h5py.Group) and "pv_name" in group.attrs
         }
         self.used = set(self.entry)
@@ -55,7 +57,7 @@ class Hdf5Spool:
                 Hdf5Exporter._identity(self.entry, recording)
             for pv in recording.pvs.values():
                 if pv.name not in self.logs:
-                    self.logs[pv.name] = self._new_log(pv)
+                    self.logs[pv.name] = dict(self._new_log(pv).items())
             self.appends += 1
             inputs = recording.config.get("input_pvs", [])
             if all(name in self.logs for name in inputs) or self.appends >= SWMR_AT_THE_LATEST:
@@ -103,19 +105,34 @@ class Hdf5Spool:
         )
 
     @staticmethod
-    def _extend(log: h5py.Group, pv: RecordedPV) -> None:
+    def _extend(log: dict[str, h5py.Dataset], pv: RecordedPV) -> None:
         columns = pv.columns
         time = columns["secondsPastEpoch"].astype(np.int64) * 1_000_000_000 + columns["nanoseconds"]
         for name, data in (("time", time), ("value", columns["value"]), ("length", columns.get("length")),
                            ("alarm_severity", columns["severity"]), ("alarm_status", columns["status"])):
             if data is None:
                 continue
-            dataset = log[name]
-            old = dataset.shape[0]
-            if data.ndim == 2 and data.shape[1] > dataset.shape[1]:  # a waveform grew longer
-                dataset.resize(data.shape[1], axis=1)
-            dataset.resize(old + len(data), axis=0)
-            if data.ndim == 2:
-                dataset[old:, : data.shape[1]] = data
-            else:
-                dataset[old:] = data
+            _append(log[name], data)
+
+
+def _append(dataset: h5py.Dataset, data: np.ndarray) -> None:
+    """Add `data`'s rows at the end of `dataset`. Numeric columns go through h5py's low-level
+    calls: the high-level ones cost about three times as much per call, and a spool makes a
+    few calls per PV at every interval."""
+    if data.ndim == 1 and data.dtype != object:
+        ident = dataset.id
+        old, rows = ident.shape[0], len(data)
+        ident.set_extent((old + rows,))
+        selection = ident.get_space()
+        selection.select_hyperslab((old,), (rows,))
+        ident.write(h5py.h5s.create_simple((rows,)), selection,
+                    np.ascontiguousarray(data, dtype=ident.dtype))
+        return
+    old = dataset.shape[0]
+    if data.ndim == 2 and data.shape[1] > dataset.shape[1]:  # a waveform grew longer
+        dataset.resize(data.shape[1], axis=1)
+    dataset.resize(old + len(data), axis=0)
+    if data.ndim == 2:
+        dataset[old:, : data.shape[1]] = data
+    else:
+        dataset[old:] = data
