@@ -38,9 +38,9 @@ TARGETS = f"""\
   stored scalar sample after the ingest.
 - Collector retrieval: a get of the OUT columns at most {collector.RETRIEVAL_TARGET:g}x a plain
   get of an NTScalarArray of as many doubles. The history field and first gets: no target yet.
-- Collector ingest while OUT PVs are read (polled by gets, or watched by a monitor): CPU per
-  update at most {collector.POLL_TARGET:g}x that without readers (10 % slower). CPU per get: no
-  target yet.
+- Collector ingest while OUT PVs are read (polled by gets once per publish period, or watched
+  by a monitor): CPU per update at most {collector.POLL_TARGET:g}x that without readers (10 %
+  slower). A tight-loop poller and CPU per get: no target.
 - Collector ingest with spooling to HDF5 on: CPU per update at most
   {collector.SPOOL_TARGET:g}x that with spooling off (10 % slower).
 - HDF5 export: `Hdf5Exporter.export` at most {hdf5_export.TARGET:g}x the time plain h5py takes to
@@ -204,10 +204,14 @@ there are fewer than 100 samples.
   samples on, four windows of {full.watch:,} updates each, ABBA: not watched, a
   monitor (columns request) on `OUT:<pv>`, the same, not watched; the collector's CPU per
   update. A watched OUT is rebuilt every publish period (1 s) while its data change.
-- **ingest while polling**: {full.poll_pvs} IOC records as above, a collector enabled for four
-  windows of {full.poll_seconds:g} s, ABBA: no poller, a poller thread in the benchmark process
-  getting `OUT:<pv>` (every field) of 5 of the PVs in a tight loop, the same, none; CPU per
-  update received. "CPU per OUT get": the CPU of a polled window above what its updates cost
+- **ingest while polling**: {full.poll_pvs} IOC records as above, a collector enabled for
+  windows of {full.poll_seconds:g} s: first ABBA, no poller, a poller thread in the benchmark
+  process getting `OUT:<pv>` (every field) of 5 of the PVs once every publish period
+  ({collector.PUBLISH_PERIOD:g} s, how often OUT changes: a client refreshing its plots), the
+  same, none; then two windows with the poller in a tight loop, a stress figure without a
+  target (polling faster than OUT changes gets the same values again, and the collector's CPU
+  goes to answering gets, not to ingest). CPU per update received. "CPU per OUT get": the CPU
+  of a tight-loop window above what its updates cost
   unpolled (the lower unpolled figure), per get, against the CPU a bare p4p SharedPV (an
   NTScalarArray of 1000 doubles in `bench.bare_source`) spends per get of the same poller.
 - **ingest CPU per update, spooling to HDF5**: the same collector and IOC records as the

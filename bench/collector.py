@@ -43,6 +43,9 @@ SAMPLE_BYTES = 24.0
 RETRIEVAL_TARGET = 2.0
 """Get of the OUT columns at most 2x a plain get of an NTScalarArray double of as many elements."""
 POLL_TARGET = 1.1
+PUBLISH_PERIOD = 1.0
+"""The collector's default publish_period: how often OUT PVs change, and how often the paced
+poller gets them."""
 """Ingest CPU per update while OUT PVs are polled, over that without."""
 SPOOL_TARGET = 1.1
 """Ingest CPU per update with spooling to HDF5 on, over that with it off (10 % slower)."""
@@ -139,17 +142,19 @@ def device(stack: ExitStack, config: dict[str, object]) -> tuple[DeviceClient, i
 
 class Poller(threading.Thread):
     """Gets every one of `names` (every field), round and round, until `stop`: a client that
-    watches a few recordings. Counts its gets."""
+    watches a few recordings. A round every `period` seconds (0: as fast as it can). Counts its
+    gets."""
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], period: float = 0.0) -> None:
         super().__init__(name="poller")
         self.names = names
+        self.period = period
         self.gets = 0
         self.stopping = threading.Event()
 
     def run(self) -> None:
         with Context("pva", nt=False) as context:
-            while not self.stopping.is_set():
+            while not self.stopping.wait(self.period if self.gets else 0.0):
                 for name in self.names:
                     context.get(name, timeout=10.0)
                     self.gets += 1
@@ -363,29 +368,35 @@ def retrieval(sizes: list[int], watch: int, gets: int = 5) -> list[Result]:
     return results
 
 
-def polling(pvs: int, seconds: float, polled: int = 5, rounds: int = 4) -> list[Result]:
-    """A collector recording `pvs` IOC records in `rounds` windows of `seconds`, alternately
-    without and with a Poller of OUT:<pv> for `polled` PVs (ABBA order): CPU per update, and
+def polling(pvs: int, seconds: float, polled: int = 5) -> list[Result]:
+    """A collector recording `pvs` IOC records in windows of `seconds`: first ABBA without and
+    with a Poller of OUT:<pv> for `polled` PVs at the publish period (a client refreshing its
+    plots as often as OUT changes), then two windows with the Poller in a tight loop (a stress
+    figure: polling faster than OUT changes gets the same values again). CPU per update, and
     the CPU each get added, against a Poller of a bare SharedPV (bench.bare_source's ARRAY)."""
     prefix, source_prefix = unique_prefix("bench-ioc"), unique_prefix("bench-src")
     names = [f"{prefix}:s{n}" for n in range(pvs)]
+    outs = [f"{{}}:OUT:{n}" for n in names[:polled]]
     quiet: list[float] = []
-    polled_cpu: list[float] = []
+    paced: list[float] = []
+    tight: list[float] = []
     per_get: list[float] = []
     bare_per_get: list[float] = []
     with ExitStack() as stack:
         ioc(stack, prefix, pvs)
         source = helper(stack, "bare_source", source_prefix)
         ask(source, "array 1000")
-        collector, pid = device(stack, {"input_pvs": names, "max_samples": 1000})
-        for i in range(rounds):
-            poller = Poller([f"{collector.prefix}:OUT:{n}" for n in names[:polled]]) \
-                if i % 4 in (1, 2) else None
+        collector, pid = device(stack, {"input_pvs": names, "max_samples": 1000,
+                                        "publish_period": PUBLISH_PERIOD})
+        for window in ("quiet", "paced", "paced", "quiet", "tight", "tight"):
+            poller = None if window == "quiet" else Poller(
+                [out.format(collector.prefix) for out in outs],
+                PUBLISH_PERIOD if window == "paced" else 0.0)
             cpu, received = record(collector, pid, seconds, poller)
-            (polled_cpu if poller else quiet).append(cpu / received * 1e6)
-            if poller:  # the CPU above what the updates cost without a poller, per get
+            {"quiet": quiet, "paced": paced, "tight": tight}[window].append(cpu / received * 1e6)
+            if window == "tight":  # the CPU above what the updates cost without a poller, per get
                 per_get.append((cpu - received * min(quiet) * 1e-6) / poller.gets * 1e6)
-            print(f"  {'with' if poller else 'without'} poller: {received} received "
+            print(f"  {window} window: {received} received "
                   f"({received / (pvs * RATE * seconds):.1%} of PVs x rate x window), "
                   f"{cpu / received * 1e6:.1f} us CPU per update"
                   + (f", {poller.gets / seconds:.0f} gets/s" if poller else ""))
@@ -399,12 +410,14 @@ def polling(pvs: int, seconds: float, polled: int = 5, rounds: int = 4) -> list[
             print(f"  bare SharedPV: {poller.gets / seconds * 2:.0f} gets/s, "
                   f"{bare_per_get[-1]:.0f} us CPU per get")
     return [
-        Result(f"ingest CPU per update, {pvs} PVs, {polled} OUT polled", polled_cpu, quiet,
-               "same collector, not polled", target=POLL_TARGET, unit="us"),
+        Result(f"ingest CPU per update, {pvs} PVs, {polled} OUT polled every "
+               f"{PUBLISH_PERIOD:g} s", paced, quiet, "same collector, not polled",
+               target=POLL_TARGET, unit="us"),
+        Result(f"ingest CPU per update, {pvs} PVs, {polled} OUT polled in a tight loop", tight,
+               quiet, "same collector, not polled", unit="us"),
         Result(f"CPU per OUT get while recording, {pvs} PVs", per_get, bare_per_get,
                "bare p4p SharedPV, 1000 doubles", unit="us"),
     ]
-
 
 def spooling(pvs: int, seconds: float, rounds: int = 4) -> list[Result]:
     """A collector recording `pvs` IOC records in `rounds` windows of `seconds`, alternately
