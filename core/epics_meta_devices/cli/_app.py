@@ -145,6 +145,7 @@ def status(
 
 
 from . import _factory  # noqa: E402,F401  (registers the factory commands)
+from . import _new  # noqa: E402,F401  (registers `emd new`)
 
 
 def main(argv: list[str] | None = None) -> None:
