@@ -85,6 +85,11 @@ class ProcessingDevice(MetaDevice):
     outputs: ClassVar[Mapping[str, Any]] = {}
     """Output PVs served as ``PREFIX:<name>``, with initial values that set their types (float,
     int, bool, str, list of str, NumPy array)."""
+    requires_all_inputs: ClassVar[bool] = True
+    """False: compute as soon as one input has a valid value, passing None for inputs that are
+    missing, disconnected or INVALID (e.g. statistics pooled over several PVs, which should not
+    lose one PV's updates while another is away). Outputs then carry the highest severity of
+    the valid inputs."""
 
     def __init__(self, prefix: str, **kwargs: Any) -> None:
         super().__init__(prefix, **kwargs)
@@ -111,12 +116,22 @@ class ProcessingDevice(MetaDevice):
     def put_pv(self, name: str, value: Any, timeout: float = 2.0) -> None:
         """Write `value` to the external PV `name` (for closed loops); raises ProcessingError
         with the server's reason when the write fails or times out."""
+        self._call_pv("writing", name, timeout, lambda context: context.put(name, value, timeout=timeout))
+
+    def get_pv(self, name: str, timeout: float = 2.0) -> Value:
+        """Read the external PV `name` once (a Value); raises ProcessingError when it cannot."""
+        return self._call_pv("reading", name, timeout, lambda context: context.get(name, timeout=timeout))
+
+    def _call_pv(self, doing: str, name: str, timeout: float, call: Any) -> Any:
         if self._client_context is None:
-            raise ProcessingError("the device is not running")
+            raise ProcessingError(f"{doing} {name} failed: the device is not running")
         try:
-            self._client_context.put(name, value, timeout=timeout)
+            return call(self._client_context)
+        except TimeoutError:  # p4p's message is only the PV name
+            raise ProcessingError(f"{doing} {name} failed: no answer within {timeout} s "
+                                  "(is the PV served?)") from None
         except Exception as exc:
-            raise ProcessingError(f"writing {name} failed: {exc}") from exc
+            raise ProcessingError(f"{doing} {name} failed: {exc}") from exc
 
     # -- MetaDevice hooks ---------------------------------------------------------------------
 
@@ -210,17 +225,19 @@ class ProcessingDevice(MetaDevice):
             self._evaluate("", time.time())
 
     def _evaluate(self, trigger: str, timestamp: float) -> None:
-        waiting = self._waiting_message()
-        if waiting:
-            self._mark_outputs_invalid(waiting, timestamp)
-            return
-        worst = max(self.latest.values(), key=lambda s: s.severity)
-        worst_name = next(n for n, s in self.latest.items() if s is worst)
-        if worst.severity >= INVALID:
-            reason = worst.message or "INVALID"
-            self._mark_outputs_invalid(f"input {worst_name} ({self._sources[worst_name]}): {reason}",
-                                       timestamp)
-            return
+        valid = {name: sample for name, sample in self.latest.items() if sample.severity < INVALID}
+        if self.requires_all_inputs or not valid:
+            waiting = self._waiting_message()
+            if waiting:
+                self._mark_outputs_invalid(waiting, timestamp)
+                return
+            worst_name, worst = max(self.latest.items(), key=lambda item: item[1].severity)
+            if worst.severity >= INVALID:
+                reason = worst.message or "INVALID"
+                self._mark_outputs_invalid(f"input {worst_name} ({self._sources[worst_name]}): {reason}",
+                                           timestamp)
+                return
+        worst = max(valid.values(), key=lambda sample: sample.severity)
         self.triggered_by = trigger
         try:
             result = self.compute(**self._arguments())
@@ -259,13 +276,19 @@ class ProcessingDevice(MetaDevice):
         return sources
 
     def _arguments(self) -> dict[str, Any]:
+        """compute's keywords: each input's latest valid value (None: missing or INVALID, only
+        when `requires_all_inputs` is False)."""
+
+        def value(name: str) -> Any:
+            sample = self.latest.get(name)
+            return sample.value if sample is not None and sample.severity < INVALID else None
+
         arguments: dict[str, Any] = {}
         for field in self.inputs:
             if isinstance(getattr(self.config, field), str):
-                arguments[field] = self.latest[field].value
+                arguments[field] = value(field)
             else:
-                count = len(getattr(self.config, field))
-                arguments[field] = [self.latest[f"{field}[{i}]"].value for i in range(count)]
+                arguments[field] = [value(f"{field}[{i}]") for i in range(len(getattr(self.config, field)))]
         return arguments
 
     def _waiting_message(self) -> str:

@@ -44,6 +44,10 @@ def nt_for(initial: Any, choices: Sequence[str] | None = None) -> NTScalar | NTE
     )
 
 
+_NUMPY_TYPES = {"l": "int64", "L": "uint64", "?": "bool"}
+"""p4p type codes whose NumPy names differ (``b B h H i I f d`` are the same)."""
+
+
 def _array_code(dtype: np.dtype) -> str:
     codes = {"f8": "d", "f4": "f", "i8": "l", "i4": "i", "i2": "h", "i1": "b",
              "u8": "L", "u4": "I", "u2": "H", "u1": "B", "b1": "?"}
@@ -124,7 +128,11 @@ class DevicePV:
             return current
         if self._choices is not None:
             return current["value.index"]
-        return current["value"]
+        value = current["value"]
+        if value is None:  # p4p gives an empty array field back as None
+            code = current.type()["value"]
+            return [] if code == "as" else np.zeros(0, dtype=_NUMPY_TYPES.get(code[1:], code[1:]))
+        return value
 
     def close(self) -> None:
         self._pv.close()

@@ -120,20 +120,8 @@ class PID(emd.ProcessingDevice):
         return max(RATE_INTERVAL, self.config.period) if self.config.trigger == "period" else RATE_INTERVAL
 
     def _write(self, value: float) -> None:
-        try:
-            self.put_pv(self.config.output_pv, value, timeout=WRITE_TIMEOUT)
-        except emd.ProcessingError as exc:
-            if isinstance(exc.__cause__, TimeoutError):  # p4p's message is just the PV name
-                raise emd.ProcessingError(f"writing {self.config.output_pv} failed: no answer within "
-                                          f"{WRITE_TIMEOUT} s (is the PV served?)") from None
-            raise
+        self.put_pv(self.config.output_pv, value, timeout=WRITE_TIMEOUT)
 
     def _read_output(self) -> float:
         name = self.config.output_pv
-        try:
-            value = self._client_context.get(name, timeout=WRITE_TIMEOUT)  # type: ignore[union-attr]
-        except TimeoutError:
-            raise emd.ProcessingError(f"reading {name} failed: no answer within {WRITE_TIMEOUT} s") from None
-        except Exception as exc:
-            raise emd.ProcessingError(f"reading {name} failed: {exc}") from None
-        return scalar(value["value"], f"output_pv ({name})")
+        return scalar(self.get_pv(name, timeout=WRITE_TIMEOUT)["value"], f"output_pv ({name})")

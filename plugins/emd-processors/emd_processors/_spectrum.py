@@ -52,9 +52,7 @@ class Spectrum(emd.ProcessingDevice):
 
     Config = SpectrumConfig
     inputs = ("waveform",)
-    # One zero, not an empty array: p4p reads an empty array field back as None, which the
-    # core cannot re-post when it marks the outputs INVALID.
-    outputs = {"MAGNITUDE": np.zeros(1), "FREQUENCY": np.zeros(1)}
+    outputs = {"MAGNITUDE": np.zeros(0), "FREQUENCY": np.zeros(0)}
 
     def compute(self, waveform: Any) -> dict[str, np.ndarray]:
         what = f"input waveform ({self.config.waveform})"

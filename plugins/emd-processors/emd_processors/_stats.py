@@ -14,6 +14,8 @@ from epics_meta_devices import InputSample
 from ._values import scalar
 from ._window import MAX_SAMPLES, SampleWindow
 
+INVALID = 3  # EPICS alarm severity
+
 
 @dataclass
 class StatsConfig(emd.ProcessingConfig):
@@ -39,6 +41,7 @@ class Stats(emd.ProcessingDevice):
     Config = StatsConfig
     inputs = ("inputs",)
     outputs = {"COUNT": 0, "MEAN": 0.0, "STD": 0.0, "MIN": 0.0, "MAX": 0.0}
+    requires_all_inputs = False  # pooled: one input away must not hold up the others' samples
 
     def __init__(self, prefix: str, **kwargs: Any) -> None:
         super().__init__(prefix, **kwargs)
@@ -68,17 +71,16 @@ class Stats(emd.ProcessingDevice):
     def _new_samples(self) -> list[tuple[str, InputSample]]:
         """The samples this computation adds, oldest first.
 
-        With trigger ``any`` or ``all``: every input's latest update not yet in the window.
-        That is the update that triggered this computation (``any``) or one per input
-        (``all``), and also, once after the start or after an input was INVALID or
-        disconnected, the latest update of the other inputs: the core computes only when every
-        input has a valid value, so these waited in `latest`.
-        With trigger ``period``: the latest value of every input, stamped now (sampling).
+        With trigger ``any`` or ``all``: every valid input's latest update not yet in the
+        window: the update that triggered this computation (``any``), or one per input
+        (``all``). With trigger ``period``: the latest valid value of every input, stamped now
+        (sampling). INVALID, disconnected and missing inputs add nothing.
         """
+        valid = [(name, sample) for name, sample in self.latest.items() if sample.severity < INVALID]
         if not self.triggered_by:
             now = time.time()
-            return [(name, replace(sample, timestamp=now)) for name, sample in self.latest.items()]
-        new = [(name, sample) for name, sample in self.latest.items() if self._added.get(name) is not sample]
+            return [(name, replace(sample, timestamp=now)) for name, sample in valid]
+        new = [(name, sample) for name, sample in valid if self._added.get(name) is not sample]
         return sorted(new, key=lambda item: item[1].timestamp)
 
     def _pv(self, name: str) -> str:

@@ -80,3 +80,21 @@ def test_stats_refuses_waveforms_and_bad_windows(prefix, ctxt, sources, run_devi
     client.enable()
     wait_for(ctxt, f"{device}:MEAN", invalid(f"input inputs[0] ({sources.name('waveform')}) is a waveform"))
     assert ctxt.get(f"{device}:COUNT")["value"] == 0 and client.state is emd.DeviceState.running
+
+
+def test_stats_keeps_counting_while_another_input_is_away(prefix, ctxt, sources, run_device):
+    """Pooled statistics do not wait for every input: a missing PV and an INVALID update add
+    nothing, and the other input's samples are all counted meanwhile."""
+    device = f"{prefix}:stats"
+    missing = f"{prefix}:no:such:pv"
+    client = run_device("stats.Stats", device, config={"inputs": [sources.name("double"), missing],
+                                                        "window": 10})
+    client.enable()
+    wait_for(ctxt, f"{device}:COUNT", valid(1), what="the double's initial sample alone")
+    for value in (1.0, 2.0):
+        sources.post("double", value)
+    wait_for(ctxt, f"{device}:COUNT", valid(3))
+    sources.post("double", 99.0, severity=3, message="broken")
+    sources.post("double", 3.0, severity=0, message="")  # a post keeps the alarm unless given
+    wait_for(ctxt, f"{device}:MAX", valid(3.0))
+    assert outputs(ctxt, device)["COUNT"] == 4  # 0, 1, 2, 3: the INVALID 99 is not counted
