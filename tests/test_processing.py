@@ -34,8 +34,11 @@ def wait_output(client: Any, name: str, condition: Any, what: str, timeout: floa
         seen[:] = [output(client, name)]
         return bool(condition(seen[0]))
 
-    wait_until(check, timeout, f"{name}: {what} (last: {seen[0]['value'] if seen else None}, "
-                               f"{seen[0]['alarm.message'] if seen else ''})")
+    try:
+        wait_until(check, timeout, f"{name}: {what}")
+    except AssertionError as exc:
+        last = f"{seen[0]['value']} {seen[0]['alarm.message']!r}" if seen else "nothing"
+        raise AssertionError(f"{exc} (last: {last})") from None
     return seen[0]
 
 
@@ -116,17 +119,31 @@ def test_a_stopped_device_shows_invalid_outputs(prefix, sources, run_device):
     assert y["alarm.severity"] == INVALID and y["value"] == 4.0
 
 
-def test_all_trigger_waits_for_every_input(prefix, sources, run_device):
+def test_all_trigger_waits_for_every_input(prefix, sources, run_device, ctxt):
+    """With trigger "all", each round of updates (doubles, then one int32) gives exactly one
+    computation, from that round's int32 and a double (updates of different PVs may arrive in
+    either order); "any" would compute on every update."""
     terms = [sources.name("double"), sources.name("int32")]
     client = run_device("test.Sum", f"{prefix}:sum", config={"terms": terms, "trigger": "all"})
-    client.enable()
-    sources.post("double", 1.0)
-    sources.post("int32", 2)
-    wait_output(client, "SUM", lambda v: v["value"] == 3.0 and v["alarm.severity"] == 0, "3.0")
-    sources.post("double", 10.0)
-    sources.post("double", 20.0)  # int32 has not updated since: no computation
-    sources.post("int32", 5)
-    wait_output(client, "SUM", lambda v: v["value"] == 25.0, "25.0 (20 + 5)")
+    computed: list[float] = []
+    monitor = ctxt.monitor(f"{prefix}:sum:SUM", lambda v: computed.append(v["value"])
+                           if v["alarm.severity"] == 0 else None,
+                           request="record[queueSize=100,pipeline=true]")
+    try:
+        client.enable()
+        wait_until(lambda: computed == [0.0], 10, "the first computation, from both initial values")
+        rounds = [((10.0, 20.0), 5), ((30.0, 40.0), 6), ((50.0, 60.0), 7), ((70.0,), 8)]
+        doubles_so_far: list[float] = []
+        for n, (doubles, integer) in enumerate(rounds, start=1):
+            for value in doubles:
+                sources.post("double", value)
+            sources.post("int32", integer)
+            doubles_so_far += doubles
+            wait_until(lambda: len(computed) >= n + 1, 10, f"the computation of round {n}")
+            assert computed[n] - integer in doubles_so_far[-3:], (n, computed)
+        assert len(computed) == len(rounds) + 1, computed  # one per round, none per double
+    finally:
+        monitor.close()
 
 
 def test_period_trigger_computes_at_the_period(prefix, sources, run_device):
