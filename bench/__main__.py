@@ -214,14 +214,15 @@ there are fewer than 100 samples.
   of a tight-loop window above what its updates cost
   unpolled (the lower unpolled figure), per get, against the CPU a bare p4p SharedPV (an
   NTScalarArray of 1000 doubles in `bench.bare_source`) spends per get of the same poller.
-- **ingest CPU per update, spooling to HDF5**: the same collector and IOC records as the
-  polled rows, in windows alternately with CONFIG `spool_file` off and on (ABBA; the spool
-  file and its groups made once in an untimed window first; CLEAR before every window, so an
-  on window spools only its own samples, the last of them when ENABLE goes False, inside the
-  window), spool_interval {collector.SPOOL_INTERVAL:g} s (the default), the emd-hdf5 spool
-  defaults (no compression, 16 KiB chunks). Per interval the spool appends to four datasets of
-  every PV; HDF5 takes about 40 us per append, so with 10 Hz PVs the cost per update falls as
-  the interval grows.
+- **ingest CPU per update, spooling to HDF5**: the same {full.poll_pvs} IOC records as the
+  polled rows, recorded by two collectors enabled in turn for windows of
+  {2 * full.poll_seconds:g} s (ABBA): one with CONFIG `spool_file` set, spool_interval
+  {collector.SPOOL_INTERVAL:g} s (the default) and the emd-hdf5 spool defaults (no compression,
+  16 KiB chunks), one without. The spooling collector keeps its file open while disabled, as
+  it does in use; an untimed first window makes the file and its groups. Each on window
+  includes its last append, made when ENABLE goes False. Per interval the spool appends to four
+  datasets of every PV, about 40 us each here (HDF5), so with 10 Hz PVs the cost per update
+  falls as the interval grows.
 - **HDF5 export** ({hdf5.pvs} PVs x {hdf5.samples:,} samples, median of {hdf5.runs} runs per
   side): a `Recording` built in the benchmark process from NumPy arrays (per PV float64 value,
   int64 secondsPastEpoch, int32 nanoseconds, int16 severity and status; no EPICS), exported

@@ -155,6 +155,7 @@ class Collector(emd.MetaDevice):
         self._uploads = ThreadPoolExecutor(1, thread_name_prefix=f"upload:{prefix}")
         self._queued_uploads = 0
         self._spooler: Spooler | None = None
+        self._spool: Any = None  # the open spool file: kept open while disabled
         self._spool_path: Path | None = None
         self._spool_cursors: dict[str, tuple[int, int]] = {}  # kept, so enabling again continues the file
         self.outputs = OutputPVs(self)
@@ -173,6 +174,9 @@ class Collector(emd.MetaDevice):
     def configure(self, config: CollectorConfig) -> None:
         if config.spool_file:
             self._spool_exporter(config)  # refuses a path or a format that cannot spool
+        if self._spool is not None and (not config.spool_file
+                                        or self.data_file(config.spool_file, config) != self._spool_path):
+            self._close_spool()  # spooling off, or to another file: let go of this one
         max_bytes = int(config.memory_limit_mb * 2**20 / max(1, len(config.input_pvs)))
         for name in config.input_pvs:
             recorder = self.recorders.get(name)
@@ -212,6 +216,7 @@ class Collector(emd.MetaDevice):
         self._publish()
 
     def close(self) -> None:
+        self._close_spool()
         self._closing.set()
         if self._publisher is not None:
             self._publisher.join(10)
@@ -414,15 +419,25 @@ class Collector(emd.MetaDevice):
     def _start_spooling(self) -> None:
         exporter, path = self._spool_exporter(self.config)
         if path != self._spool_path:  # a new file gets everything recorded so far
+            self._close_spool()
             self._spool_path, self._spool_cursors = path, {}
-        try:
-            spool = exporter.open_spool(path, {})
-        except Exception as exc:
-            raise emd.DeviceError(f"cannot spool to {path}: {exc}") from None
-        self._spooler = Spooler(spool, lambda: self.recorders, lambda: (self._identity(), emd.config_to_dict(self.config)),
+        if self._spool is None:
+            try:
+                self._spool = exporter.open_spool(path, {})
+            except Exception as exc:
+                raise emd.DeviceError(f"cannot spool to {path}: {exc}") from None
+        self._spooler = Spooler(self._spool, lambda: self.recorders, lambda: (self._identity(), emd.config_to_dict(self.config)),
                                 self._spool_cursors, self.config.spool_interval, self.log)
         self._spooler.start()
         self.log.info("spooling to %s every %g s", path, self.config.spool_interval)
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            spool, self._spool = self._spool, None
+            try:
+                spool.close()
+            except Exception as exc:  # the rows appended before are in the file already
+                self.log.error("closing the spool file failed: %s", exc)
 
     def _identity(self) -> dict[str, Any]:
         """Who recorded: kept with exports and spool files."""

@@ -20,7 +20,8 @@ Cursor = tuple[int, int]
 
 class Spooler:
     """Every `interval` seconds, hands the samples stored since the last write to `spool`
-    (``spool.append(recording)`` with only the new rows; ``spool.close()`` at the end).
+    (``spool.append(recording)`` with only the new rows). The spool stays the caller's to close:
+    a collector keeps its file open while disabled, so enabling again costs no reopening.
 
     `cursors` (PV name -> position) are the caller's, so a collector enabled again continues
     the same file where it stopped instead of writing its samples twice.
@@ -45,7 +46,7 @@ class Spooler:
         self._thread.start()
 
     def stop(self) -> None:
-        """Write what is left and close the file."""
+        """Write what is left (flushed to the file) and stop the interval thread."""
         self._stopped.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(30)
@@ -53,11 +54,6 @@ class Spooler:
             self.write()
         except Exception as exc:  # stopping must not fail: the recording is in memory still
             self.log.error("spooling failed at the end: %s", exc)
-        finally:
-            try:
-                self.spool.close()
-            except Exception as exc:
-                self.log.error("closing the spool file failed: %s", exc)
 
     def _loop(self) -> None:
         while not self._stopped.wait(self.interval):

@@ -121,12 +121,12 @@ def _append(dataset: h5py.Dataset, data: np.ndarray) -> None:
     few calls per PV at every interval."""
     if data.ndim == 1 and data.dtype != object:
         ident = dataset.id
-        old, rows = ident.shape[0], len(data)
+        old, rows = ident.get_space().shape[0], len(data)
         ident.set_extent((old + rows,))
-        selection = ident.get_space()
+        selection = h5py.h5s.create_simple((old + rows,), (h5py.h5s.UNLIMITED,))
         selection.select_hyperslab((old,), (rows,))
         ident.write(h5py.h5s.create_simple((rows,)), selection,
-                    np.ascontiguousarray(data, dtype=ident.dtype))
+                    np.ascontiguousarray(data, dtype=dataset.dtype))
         return
     old = dataset.shape[0]
     if data.ndim == 2 and data.shape[1] > dataset.shape[1]:  # a waveform grew longer

@@ -66,8 +66,8 @@ def test_a_reader_follows_the_recording(prefix, sources, run_device, tmp_path):
     sources.post("string", "später")
     sources.post("enum", 2)
     wait_until(lambda: client.status(sources.name("waveform"))["stored"] == 2, 10, "stored")
-    client.stop()  # the last rows are written at stop
-    with h5py.File(path, "r") as f:
+    client.stop()  # the last rows are written at stop; the file stays open (SWMR) while disabled
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
         logs = {g.attrs["pv_name"]: g for g in f["entry"].values() if "pv_name" in g.attrs}
         assert set(logs) == {sources.name(kind) for kind in KINDS}
         for kind in KINDS:
@@ -94,7 +94,8 @@ def test_enabling_again_continues_the_file_without_repeating(prefix, sources, ru
     sources.post("int32", 6)
     wait_until(lambda: client.status(name)["stored"] == 3, 10, "stored")
     client.stop()
-    with h5py.File(tmp_path / "live.h5", "r") as f:
+    client.configure(spool_file="")  # spooling off: the collector lets go of the file
+    with h5py.File(tmp_path / "live.h5", "r") as f:  # closed: a plain reader opens it
         log = next(g for g in f["entry"].values() if g.attrs.get("pv_name") == name)
         assert list(log["value"]) == [0, 5, 6]
 
