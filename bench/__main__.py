@@ -215,8 +215,8 @@ there are fewer than 100 samples.
   unpolled (the lower unpolled figure), per get, against the CPU a bare p4p SharedPV (an
   NTScalarArray of 1000 doubles in `bench.bare_source`) spends per get of the same poller.
 - **ingest CPU per update, spooling to HDF5**: the same {full.poll_pvs} IOC records as the
-  polled rows, recorded by two collectors enabled in turn for windows of
-  {2 * full.poll_seconds:g} s (ABBA): one with CONFIG `spool_file` set, spool_interval
+  polled rows, recorded by two collectors enabled in turn for eight windows of
+  {2 * full.poll_seconds:g} s (ABBA ABBA): one with CONFIG `spool_file` set, spool_interval
   {collector.SPOOL_INTERVAL:g} s (the default) and the emd-hdf5 spool defaults (no compression,
   16 KiB chunks), one without. The spooling collector keeps its file open while disabled, as
   it does in use; an untimed first window makes the file and its groups. Each on window

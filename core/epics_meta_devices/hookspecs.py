@@ -35,7 +35,9 @@ class Uploader(Protocol):
     what the target allows (size, checksum) and returns where the file went (a URL or path).
     It raises `UploadError` (``retry=True`` for failures worth retrying: timeouts, 5xx) or
     ValueError for bad options. Credentials come from the environment or a config file on the
-    host, never from `options` (which travel through PVs)."""
+    host, never from `options` (which travel through PVs). An uploader may also have
+    ``check(path, options)``, raising ValueError for bad options without uploading: a
+    collector calls it when UPLOAD is put, so the put is refused at once."""
 
     name: str
 

@@ -332,6 +332,12 @@ class Collector(emd.MetaDevice):
         if secret:  # options travel through PVs; credentials must not
             raise emd.DeviceError(f"UPLOAD options must not carry credentials ({', '.join(secret)}): "
                                   "they come from the environment or config file where the collector runs")
+        check = getattr(uploaders[target], "check", None)
+        if check is not None:  # bad options refuse the put now, not later in UPLOAD_STATUS
+            try:
+                check(path, options)
+            except ValueError as exc:
+                raise emd.DeviceError(f"{target} upload: {exc}") from None
         self._queued_uploads += 1
         self._upload_status("queued", target, path)
         self._uploads.submit(self._upload, uploaders[target], target, path, options)

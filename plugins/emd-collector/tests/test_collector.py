@@ -390,6 +390,11 @@ class FlakyUploader:
 
     name = "flaky"
 
+    def check(self, path, options):
+        unknown = set(options) - {"destination", "fail_times", "permanent"}
+        if unknown:
+            raise ValueError(f"unknown option {', '.join(sorted(unknown))}")
+
     def upload(self, path, options, progress):
         key = str(path)
         calls[key] = calls.get(key, 0) + 1
@@ -452,6 +457,7 @@ def test_upload_failures_are_reported_and_the_recording_stays(uploading_collecto
         ("gone.npz", "flaky", {}, "no such file in the data directory"),
         ("../run.npz", "flaky", {}, "must be relative to the data directory"),
         ("run.npz", "flaky", {"password": "hunter2"}, "must not carry credentials (password)"),
+        ("run.npz", "flaky", {"colour": "red"}, "flaky upload: unknown option colour"),
     ],
 )
 def test_bad_upload_requests_are_refused(uploading_collector, path, target, options, reason):

@@ -56,6 +56,10 @@ class DirectoryUploader:
                              f"not {str(destination)!r}")
         return destination, relative_path_option(options, "subdir", self.name)
 
+    def check(self, path: Path, options: Mapping[str, Any]) -> None:
+        """ValueError for bad options, without uploading (a collector asks when UPLOAD is put)."""
+        self.settings(options)
+
     def upload(self, path: Path, options: Mapping[str, Any],
                progress: Progress = no_progress) -> str:
         destination, subdir = self.settings(options)

@@ -163,6 +163,10 @@ class NomadUploader:
                 "processing_timeout": seconds_option(options, "processing_timeout", self.name,
                                                      300.0)}
 
+    def check(self, path: Path, options: Mapping[str, Any]) -> None:
+        """ValueError for bad options, without uploading (a collector asks when UPLOAD is put)."""
+        self.settings(options)
+
     def upload(self, path: Path, options: Mapping[str, Any],
                progress: Progress = no_progress) -> str:
         s = self.settings(options)

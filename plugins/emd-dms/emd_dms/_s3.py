@@ -53,6 +53,10 @@ class S3Uploader:
                 "region": text_option(options, "region", self.name) or None,
                 "timeout": seconds_option(options, "timeout", self.name, 60.0)}
 
+    def check(self, path: Path, options: Mapping[str, Any]) -> None:
+        """ValueError for bad options, without uploading (a collector asks when UPLOAD is put)."""
+        self.settings(options, Path(path).name)
+
     def upload(self, path: Path, options: Mapping[str, Any],
                progress: Progress = no_progress) -> str:
         path = Path(path)

@@ -56,6 +56,10 @@ class WebDavUploader:
                                   f"both needed ({CREDENTIALS_GO})")
         return user, password
 
+    def check(self, path: Path, options: Mapping[str, Any]) -> None:
+        """ValueError for bad options, without uploading (a collector asks when UPLOAD is put)."""
+        self.settings(options)
+
     def upload(self, path: Path, options: Mapping[str, Any],
                progress: Progress = no_progress) -> str:
         base, remote, timeout = self.settings(options)

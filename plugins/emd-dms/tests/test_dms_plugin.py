@@ -121,3 +121,12 @@ def test_incomplete_webdav_credentials(monkeypatch):
     monkeypatch.setenv("EMD_WEBDAV_USER", "alice")
     with pytest.raises(emd.UploadError, match="a user and a password are both needed"):
         WebDavUploader.credentials()
+
+
+@pytest.mark.parametrize("target", sorted(VALID))
+def test_check_refuses_bad_options_without_uploading(target, tmp_path):
+    """``check`` is what a collector calls when UPLOAD is put: bad options refuse the put."""
+    uploader = emd.uploaders()[target]
+    uploader.check(tmp_path / "run.h5", VALID[target])  # valid: nothing raised, nothing sent
+    with pytest.raises(ValueError, match="colour"):
+        uploader.check(tmp_path / "run.h5", {**VALID[target], "colour": "red"})
