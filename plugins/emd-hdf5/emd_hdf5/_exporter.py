@@ -119,7 +119,9 @@ class Hdf5Exporter:
         columns = pv.columns
         n = pv.samples
         if n:
-            nanoseconds = columns["secondsPastEpoch"].astype(np.int64) * 1_000_000_000 + columns["nanoseconds"]
+            nanoseconds = columns["secondsPastEpoch"].astype(np.int64)  # a copy: scaled in place,
+            nanoseconds *= 1_000_000_000                                  # no temporaries
+            nanoseconds += columns["nanoseconds"]
             values = columns["value"]
         else:
             nanoseconds = np.zeros(0, np.int64)
