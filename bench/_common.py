@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,3 +105,31 @@ def end_process(process: subprocess.Popen, timeout: float = 10.0) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
             return process.wait()
+
+
+def start_helper(module: str, *args: str) -> subprocess.Popen[str]:
+    """Start ``python -m bench.<module> ARGS`` (a bare-p4p baseline: bare_echo, bare_relay,
+    bare_monitor, bare_source); return once it printed ``ready``. Talk to it with `ask`."""
+    process = subprocess.Popen([sys.executable, "-m", f"bench.{module}", *args], cwd=ROOT,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if ask(process) != "ready":
+        end_process(process, timeout=1.0)
+        raise RuntimeError(f"bench.{module} exited with {process.returncode} before serving")
+    return process
+
+
+def ask(process: subprocess.Popen[str], line: str = "") -> str:
+    """Send `line` (if any) to a helper and return its answer (one line)."""
+    assert process.stdin is not None and process.stdout is not None
+    if line:
+        process.stdin.write(line + "\n")
+        process.stdin.flush()
+    return process.stdout.readline().strip()
+
+
+def stop_helper(process: subprocess.Popen[str]) -> None:
+    """Close a helper's standard input (it exits on that) and make sure it is gone."""
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.close()
+    end_process(process)
+    process.stdout.close()

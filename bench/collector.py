@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,7 +25,7 @@ from p4p.client.thread import Context
 from epics_meta_devices import DeviceClient
 from epics_meta_devices.testing import DeviceProcess, IocProcess, unique_prefix
 
-from ._common import ROOT, Result, end_process
+from ._common import Result, ask, start_helper, stop_helper
 from .factory import rss_mb
 
 RATE = 10.0
@@ -85,34 +84,6 @@ def cpu_seconds(pid: int) -> float:
     """CPU time used so far by process `pid`, all threads: utime + stime of /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # fields 14, 15
-
-
-def start_helper(module: str, *args: str) -> subprocess.Popen[str]:
-    """Start ``python -m bench.<module> ARGS`` (bare_monitor or bare_source); return once it
-    printed ``ready``. Talk to it with `ask`."""
-    process = subprocess.Popen([sys.executable, "-m", f"bench.{module}", *args], cwd=ROOT,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    if ask(process) != "ready":
-        end_process(process, timeout=1.0)
-        raise RuntimeError(f"bench.{module} exited with {process.returncode} before serving")
-    return process
-
-
-def ask(process: subprocess.Popen[str], line: str = "") -> str:
-    """Send `line` (if any) to a helper and return its answer (one line)."""
-    assert process.stdin is not None and process.stdout is not None
-    if line:
-        process.stdin.write(line + "\n")
-        process.stdin.flush()
-    return process.stdout.readline().strip()
-
-
-def stop_helper(process: subprocess.Popen[str]) -> None:
-    """Close a helper's standard input (it exits on that) and make sure it is gone."""
-    assert process.stdin is not None and process.stdout is not None
-    process.stdin.close()
-    end_process(process)
-    process.stdout.close()
 
 
 def ioc(stack: ExitStack, prefix: str, count: int) -> None:

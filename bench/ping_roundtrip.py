@@ -8,37 +8,14 @@ medians is the cost epics-meta-devices adds to a put-and-post round trip.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 from emd_ping import PingClient
 from epics_meta_devices.testing import DeviceProcess, unique_prefix
 
-from ._common import ROOT, Result, end_process
+from ._common import Result, start_helper, stop_helper
 
 TARGET = 1.3
 """Device round trip at most 1.3 times the bare one (medians)."""
-
-
-def start_bare_echo(prefix: str) -> subprocess.Popen[str]:
-    """Start ``python -m bench.bare_echo PREFIX`` and return once it serves."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.bare_echo", prefix],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    assert process.stdout is not None
-    if process.stdout.readline().strip() != "ready":
-        end_process(process, timeout=1.0)
-        raise RuntimeError(f"bench.bare_echo exited with {process.returncode} before serving")
-    return process
-
-
-def stop_bare_echo(process: subprocess.Popen[str]) -> None:
-    """Close its standard input (it exits on that) and make sure it is gone."""
-    assert process.stdin is not None and process.stdout is not None
-    process.stdin.close()
-    end_process(process)
-    process.stdout.close()
 
 
 def run(count: int = 2000, warmup: int = 100, blocks: int = 20) -> Result:
@@ -46,7 +23,7 @@ def run(count: int = 2000, warmup: int = 100, blocks: int = 20) -> Result:
     device_times: list[float] = []
     bare_times: list[float] = []
     bare_prefix = unique_prefix("bench-bare")
-    bare_process = start_bare_echo(bare_prefix)
+    bare_process = start_helper("bare_echo", bare_prefix)
     try:
         device_prefix = unique_prefix("bench-dev")
         with DeviceProcess("ping.Ping", device_prefix, config={}) as client:
@@ -61,5 +38,5 @@ def run(count: int = 2000, warmup: int = 100, blocks: int = 20) -> Result:
                     for pinger, times in sides if block % 2 == 0 else reversed(sides):
                         times.extend(pinger.ping() for _ in range(per_block))
     finally:
-        stop_bare_echo(bare_process)
+        stop_helper(bare_process)
     return Result("ping round trip", device_times, bare_times, "bare p4p echo", TARGET)

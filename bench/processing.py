@@ -19,8 +19,6 @@ side or the other for a while: block ratios from 0.84x to 1.78x, run ratios from
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -32,7 +30,7 @@ from p4p.server.thread import SharedPV
 
 from epics_meta_devices.testing import DeviceProcess, unique_prefix
 
-from ._common import ROOT, Result, end_process
+from ._common import ROOT, Result, start_helper, stop_helper
 
 TARGET = 1.2
 """Device latency at most 1.2 times the bare relay's (medians)."""
@@ -119,27 +117,6 @@ def pin(pid: int, cpus: set[int]) -> None:
             pass
 
 
-def start_bare_relay(source: str, output: str) -> subprocess.Popen[str]:
-    """Start ``python -m bench.bare_relay SOURCE OUTPUT`` and return once it serves."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.bare_relay", source, output],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    assert process.stdout is not None
-    if process.stdout.readline().strip() != "ready":
-        end_process(process, timeout=1.0)
-        raise RuntimeError(f"bench.bare_relay exited with {process.returncode} before serving")
-    return process
-
-
-def stop_bare_relay(process: subprocess.Popen[str]) -> None:
-    """Close its standard input (it exits on that) and make sure it is gone."""
-    assert process.stdin is not None and process.stdout is not None
-    process.stdin.close()
-    end_process(process)
-    process.stdout.close()
-
-
 def run(count: int = 5000, warmup: int = 200, blocks: int = 50) -> Result:
     """`count` samples per side after `warmup` each, in `blocks` alternating blocks."""
     device_times: list[float] = []
@@ -153,7 +130,7 @@ def run(count: int = 5000, warmup: int = 200, blocks: int = 50) -> Result:
     allowed = sorted(os.sched_getaffinity(0))
     with Server(providers=[{names[side]: pv for side, pv in sources.items()}]), \
             Context("pva", nt=False) as context:
-        bare_process = start_bare_relay(names["bare"], bare_output)
+        bare_process = start_helper("bare_relay", names["bare"], bare_output)
         device_process = DeviceProcess("bench.Relay", device_prefix, config={"x": names["dev"]},
                                        env=PLUGIN_ENV)
         try:
@@ -176,7 +153,7 @@ def run(count: int = 5000, warmup: int = 200, blocks: int = 50) -> Result:
                 for side in (device, bare):
                     side.subscription.close()
         finally:
-            stop_bare_relay(bare_process)
+            stop_helper(bare_process)
             pin(os.getpid(), set(allowed))  # the benchmarks after this one run unpinned
     return Result("processing latency, input update to output post", device_times, bare_times,
                   "bare p4p monitor-to-post relay", TARGET)
