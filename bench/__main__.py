@@ -200,6 +200,11 @@ there are fewer than 100 samples.
   alternating, on channels already connected; first gets, each from a new Context (a new
   channel, for which the collector builds its OUT value). At the first size also gets of
   `field(history)` (the structure array), against the same bare array.
+- **ingest lossless rate**: the fastest rate at which the retrieval fills above were
+  recorded without loss (received = posted, no gaps, nothing dropped: sizes that lost updates
+  are left out), against the rate `bench.bare_source` posts at with no subscriber at all, the
+  ceiling of this single Python producer. A rate, so higher is better: the ratio is the share
+  of the producer's ceiling the collector keeps up with.
 - **ingest, OUT watched by a monitor**: during the retrieval fill, from {full.sizes[0]:,}
   samples on, four windows of {full.watch:,} updates each, ABBA: not watched, a
   monitor (columns request) on `OUT:<pv>`, the same, not watched; the collector's CPU per

@@ -287,12 +287,16 @@ def retrieval(sizes: list[int], watch: int, gets: int = 5) -> list[Result]:
                 posted = received
             return (cpu_seconds(pid) - cpu) / count
 
+        rates: list[float] = []  # lossless fills, updates per second
         for size in sizes:
             began, count = time.perf_counter(), size - posted
             per_update = fill(count)
+            rate = count / (time.perf_counter() - began)
             status = collector.get_pv("STATUS").todict()
+            if status["received"] == posted == size and not status["gaps"] and not status["dropped"]:
+                rates.append(rate)
             label = f"{size / 1e6:g}M" if size >= 1e6 else f"{size / 1e3:g}k"
-            print(f"  {label}: filled at {count / (time.perf_counter() - began):.0f} updates/s "
+            print(f"  {label}: filled at {rate:.0f} updates/s "
                   f"({per_update * 1e6:.1f} us CPU per update); STATUS received="
                   f"{status['received']} gaps={status['gaps']} samples={status['samples']} "
                   f"memory_bytes={status['memory_bytes']} ({status['memory_bytes'] / size:.1f} "
@@ -336,7 +340,22 @@ def retrieval(sizes: list[int], watch: int, gets: int = 5) -> list[Result]:
                     target=POLL_TARGET, unit="us"))
                 print(f"  watched OUT: RSS after {rss_mb(pid):.0f} MB")
         collector.disable()
+        ceiling = producer_rate(stack)
+    print(f"  the source alone posts {ceiling:.0f} updates/s")
+    results.append(Result(
+        f"ingest lossless rate, one PV (updates/s; chunks of {CHUNK:,}, each received in full "
+        "before the next)", [max(rates, default=0.0)], [ceiling],
+        "bare p4p SharedPV posting alone, no subscriber (the producer's ceiling)", unit="updates"))
     return results
+
+
+def producer_rate(stack: ExitStack) -> float:
+    """Updates per second bench.bare_source posts on its own, no subscriber: the fastest any
+    consumer of it could be fed."""
+    source = helper(stack, "bare_source", unique_prefix("bench-src"))
+    began = time.perf_counter()
+    ask(source, f"post {CHUNK}")
+    return CHUNK / (time.perf_counter() - began)
 
 
 def polling(pvs: int, seconds: float, polled: int = 5) -> list[Result]:
