@@ -16,6 +16,7 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import time  # noqa: E402
+from typing import Callable  # noqa: E402
 
 from . import (  # noqa: E402
     collector, device_start, factory, hdf5_export, ping_roundtrip, processing,
@@ -287,34 +288,25 @@ def main() -> None:
     collecting = collector.QUICK if args.quick else collector.FULL
     exporting = hdf5_export.QUICK if args.quick else hdf5_export.FULL
     relays, relay_warmup, relay_blocks = (1000, 100, 20) if args.quick else (5000, 200, 50)
-    settings = ", ".join(text for name, text in [
-        ("ping", f"{pings} pings per side after {warmup} warm-up"),
-        ("start", f"{starts} starts per side"), ("factory", f"{devices} factory devices"),
-        ("collector", str(collecting)), ("hdf5", str(exporting)),
-        ("processing", f"{relays} relayed updates per side after {relay_warmup} warm-up")]
-        if name in only)
+    # name -> (what it does, for the report and the progress lines; how to run it)
+    plan: dict[str, tuple[str, Callable[[], list[Result]]]] = {
+        "ping": (f"{pings} pings per side after {warmup} warm-up",
+                 lambda: [ping_roundtrip.run(pings, warmup)]),
+        "start": (f"{starts} starts per side", lambda: device_start.run(starts)),
+        "factory": (f"{devices} factory devices", lambda: factory.run(devices)),
+        "collector": (str(collecting), lambda: collector.run(collecting)),
+        "hdf5": (str(exporting), lambda: hdf5_export.run(exporting)),
+        "processing": (f"{relays} relayed updates per side after {relay_warmup} warm-up",
+                       lambda: [processing.run(relays, relay_warmup, relay_blocks)]),
+    }
+    settings = ", ".join(plan[name][0] for name in only)
 
     began = time.perf_counter()
     results: list[Result] = []
-    if "ping" in only:
-        print(f"ping round trip: {pings} pings per side after {warmup} warm-up ...", flush=True)
-        results.append(ping_roundtrip.run(pings, warmup))
-    if "start" in only:
-        print(f"device start and close: {starts} starts per side ...", flush=True)
-        results += device_start.run(starts)
-    if "factory" in only:
-        print(f"factory: {devices} devices created, measured and deleted ...", flush=True)
-        results += factory.run(devices)
-    if "collector" in only:
-        print(f"{collecting} ...", flush=True)
-        results += collector.run(collecting)
-    if "hdf5" in only:
-        print(f"{exporting} ...", flush=True)
-        results += hdf5_export.run(exporting)
-    if "processing" in only:
-        print(f"processing latency: {relays} relayed updates per side after {relay_warmup} "
-              "warm-up ...", flush=True)
-        results.append(processing.run(relays, relay_warmup, relay_blocks))
+    for name in only:
+        text, run = plan[name]
+        print(f"{name}: {text} ...", flush=True)
+        results += run()
     seconds = time.perf_counter() - began
 
     rows = [r.cells() for r in results]

@@ -366,7 +366,6 @@ def polling(pvs: int, seconds: float, polled: int = 5) -> list[Result]:
     the CPU each get added, against a Poller of a bare SharedPV (bench.bare_source's ARRAY)."""
     prefix, source_prefix = unique_prefix("bench-ioc"), unique_prefix("bench-src")
     names = [f"{prefix}:s{n}" for n in range(pvs)]
-    outs = [f"{{}}:OUT:{n}" for n in names[:polled]]
     quiet: list[float] = []
     paced: list[float] = []
     tight: list[float] = []
@@ -378,10 +377,10 @@ def polling(pvs: int, seconds: float, polled: int = 5) -> list[Result]:
         ask(source, "array 1000")
         collector, pid = device(stack, {"input_pvs": names, "max_samples": 1000,
                                         "publish_period": PUBLISH_PERIOD})
+        outs = [f"{collector.prefix}:OUT:{n}" for n in names[:polled]]
         for window in ("quiet", "paced", "paced", "quiet", "tight", "tight"):
             poller = None if window == "quiet" else Poller(
-                [out.format(collector.prefix) for out in outs],
-                PUBLISH_PERIOD if window == "paced" else 0.0)
+                outs, PUBLISH_PERIOD if window == "paced" else 0.0)
             cpu, received = record(collector, pid, seconds, poller)
             {"quiet": quiet, "paced": paced, "tight": tight}[window].append(cpu / received * 1e6)
             if window == "tight":  # the CPU above what the updates cost without a poller, per get

@@ -98,6 +98,7 @@ class ProcessingDevice(MetaDevice):
         self.triggered_by = ""
         """The input whose update triggered the running `compute` (empty for ``period``)."""
         self._sources: dict[str, str] = {}  # input name -> PV name, while running
+        self._monitors: list[Any] = []  # of the inputs: a subclass may monitor other PVs too
         self._connected: set[str] = set()
         self._fresh: set[str] = set()
         self._generation = 0  # updates queued before a stop or restart are ignored
@@ -157,9 +158,10 @@ class ProcessingDevice(MetaDevice):
         self._connected.clear()
         self._fresh.clear()
         request = f"record[queueSize={self.config.queue_size},pipeline=true]"
-        for name, pv_name in self._sources.items():
+        self._monitors = [
             self.monitor(pv_name, partial(self._received, generation, name), request=request,
                          on_disconnect=partial(self._lost, generation, name))
+            for name, pv_name in self._sources.items()]
         if self.config.trigger == "period":
             self._ticker = threading.Event()
             threading.Thread(target=self._tick, args=(generation, self._ticker, self.config.period),
@@ -172,8 +174,9 @@ class ProcessingDevice(MetaDevice):
         if self._ticker is not None:
             self._ticker.set()
             self._ticker = None
-        for subscription in list(self._subscriptions):
+        for subscription in self._monitors:
             self.close_monitor(subscription)
+        self._monitors = []
         self._connected.clear()
         self._post_inputs()
         self._mark_outputs_invalid("not running")

@@ -172,10 +172,9 @@ class Collector(emd.MetaDevice):
     # -- life cycle -------------------------------------------------------------------------------
 
     def configure(self, config: CollectorConfig) -> None:
-        if config.spool_file:
-            self._spool_exporter(config)  # refuses a path or a format that cannot spool
-        if self._spool is not None and (not config.spool_file
-                                        or self.data_file(config.spool_file, config) != self._spool_path):
+        # refuses a path or a format that cannot spool
+        spool_path = self._spool_exporter(config)[1] if config.spool_file else None
+        if spool_path != self._spool_path:
             self._close_spool()  # spooling off, or to another file: let go of this one
         max_bytes = int(config.memory_limit_mb * 2**20 / max(1, len(config.input_pvs)))
         for name in config.input_pvs:
@@ -432,7 +431,7 @@ class Collector(emd.MetaDevice):
                 self._spool = exporter.open_spool(path, {})
             except Exception as exc:
                 raise emd.DeviceError(f"cannot spool to {path}: {exc}") from None
-        self._spooler = Spooler(self._spool, lambda: self.recorders, lambda: (self._identity(), emd.config_to_dict(self.config)),
+        self._spooler = Spooler(self._spool, self.recorders, self._identity(), emd.config_to_dict(self.config),
                                 self._spool_cursors, self.config.spool_interval, self.log)
         self._spooler.start()
         self.log.info("spooling to %s every %g s", path, self.config.spool_interval)

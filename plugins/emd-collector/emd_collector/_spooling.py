@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from ._recorder import PVRecorder
 from ._recording import RecordedPV, Recording
@@ -27,18 +27,16 @@ class Spooler:
     the same file where it stopped instead of writing its samples twice.
     """
 
-    def __init__(self, spool: Any, recorders: Callable[[], Mapping[str, PVRecorder]],
-                 identity: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
-                 cursors: dict[str, Cursor], interval: float, log: logging.LoggerAdapter) -> None:
+    def __init__(self, spool: Any, recorders: Mapping[str, PVRecorder], identity: dict[str, Any],
+                 config: dict[str, Any], cursors: dict[str, Cursor], interval: float,
+                 log: logging.LoggerAdapter) -> None:
         self.spool = spool
         self.recorders = recorders
-        self.identity = identity
+        self.identity = identity  # fixed while spooling: CONFIG cannot change while running
+        self.config = config
         self.cursors = cursors
         self.interval = interval
         self.log = log
-        self.dropped = 0
-        """Samples the ring buffers dropped before they were spooled (max_samples too small
-        for the interval)."""
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="spool", daemon=True)
 
@@ -65,16 +63,14 @@ class Spooler:
     def write(self) -> None:
         """Append everything stored since the last write."""
         pvs = {}
-        for name, recorder in list(self.recorders().items()):
+        for name, recorder in list(self.recorders.items()):
             columns, dropped, self.cursors[name] = recorder.since(self.cursors.get(name, (0, 0)))
-            if dropped:
-                self.dropped += dropped
+            if dropped:  # max_samples too small for one interval
                 self.log.warning("%d samples of %s were dropped before they were spooled", dropped, name)
             if columns and len(columns["secondsPastEpoch"]) and recorder.kind is not None:
                 pvs[name] = RecordedPV(name, recorder.kind.kind, recorder.kind.code, columns,
                                        list(recorder.choices), recorder.units)
-        identity, config = self.identity()
-        self.spool.append(Recording(identity, config, pvs, [], time.time()))
+        self.spool.append(Recording(self.identity, self.config, pvs, [], time.time()))
 
 
 def can_spool(exporter: Any) -> bool:

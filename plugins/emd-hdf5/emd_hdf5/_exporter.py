@@ -34,6 +34,36 @@ DEFAULT_CHUNK_BYTES = 1 << 20  # about 1 MiB per chunk: large writes, cheap part
 STRING = h5py.string_dtype()
 
 
+TIME_ATTRS = {"start": EPOCH, "units": "ns"}
+"""Attributes of every time dataset: int64 nanoseconds since the epoch."""
+
+
+def epoch_nanoseconds(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """A recording's secondsPastEpoch and nanoseconds columns as int64 ns since the epoch."""
+    nanoseconds = columns["secondsPastEpoch"].astype(np.int64)  # a copy: scaled in place,
+    nanoseconds *= 1_000_000_000                                  # no temporaries
+    nanoseconds += columns["nanoseconds"]
+    return nanoseconds
+
+
+def filters(settings: Mapping[str, Any], dtype: Any) -> dict[str, Any]:
+    """create_dataset's compression keywords for checked `settings` (shuffle helps numbers,
+    not strings)."""
+    compression = None if settings["compression"] == "none" else settings["compression"]
+    return {"compression": compression,
+            "compression_opts": settings["level"] if compression == "gzip" else None,
+            "shuffle": compression is not None and dtype != STRING}
+
+
+def new_log(entry: h5py.Group, pv: RecordedPV, name: str) -> h5py.Group:
+    """The NXlog group of one PV, with the attributes that say which PV and of what kind."""
+    log = entry.create_group(name)
+    log.attrs.update({"NX_class": "NXlog", "pv_name": pv.name, "kind": pv.kind, "type_code": pv.code})
+    if pv.choices:
+        log.attrs["choices"] = np.array(pv.choices, dtype=STRING)
+    return log
+
+
 def _iso(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
 
@@ -110,18 +140,13 @@ class Hdf5Exporter:
         notes["value"] = np.array([a.value for a in recording.annotations], dtype=STRING)
 
     def _log(self, entry: h5py.Group, pv: RecordedPV, name: str, settings: dict[str, Any]) -> None:
-        log = entry.create_group(name)
-        log.attrs.update({"NX_class": "NXlog", "pv_name": pv.name, "kind": pv.kind, "type_code": pv.code})
+        log = new_log(entry, pv, name)
         for counter, count in pv.counters.items():
             log.attrs[counter] = count
-        if pv.choices:
-            log.attrs["choices"] = np.array(pv.choices, dtype=STRING)
         columns = pv.columns
         n = pv.samples
         if n:
-            nanoseconds = columns["secondsPastEpoch"].astype(np.int64)  # a copy: scaled in place,
-            nanoseconds *= 1_000_000_000                                  # no temporaries
-            nanoseconds += columns["nanoseconds"]
+            nanoseconds = epoch_nanoseconds(columns)
             values = columns["value"]
         else:
             nanoseconds = np.zeros(0, np.int64)
@@ -129,7 +154,7 @@ class Hdf5Exporter:
         if values.dtype == object:
             values = values.astype(STRING)
         time = self._dataset(log, "time", nanoseconds, settings)
-        time.attrs.update({"start": EPOCH, "units": "ns"})
+        time.attrs.update(TIME_ATTRS)
         value = self._dataset(log, "value", values, settings)
         if pv.units:
             value.attrs["units"] = pv.units
@@ -141,7 +166,7 @@ class Hdf5Exporter:
         cues = np.arange(0, n, rows, dtype=np.int64)
         log["cue_index"] = cues
         log["cue_timestamp_zero"] = nanoseconds[cues]
-        log["cue_timestamp_zero"].attrs.update({"start": EPOCH, "units": "ns"})
+        log["cue_timestamp_zero"].attrs.update(TIME_ATTRS)
         if n and pv.kind == "scalar" and pv.code not in ("s", "?"):
             log["minimum_value"] = values.min()
             log["maximum_value"] = values.max()
@@ -149,7 +174,7 @@ class Hdf5Exporter:
         events = log.create_group("events")
         events.attrs["NX_class"] = "NXcollection"
         events["time"] = np.array([int(e.time * 1e9) for e in pv.events], dtype=np.int64)
-        events["time"].attrs.update({"start": EPOCH, "units": "ns"})
+        events["time"].attrs.update(TIME_ATTRS)
         events["kind"] = np.array([e.kind for e in pv.events], dtype=STRING)
         events["message"] = np.array([e.message for e in pv.events], dtype=STRING)
 
@@ -163,12 +188,8 @@ class Hdf5Exporter:
         if not len(data):
             return group.create_dataset(name, data=data)
         rows = self._chunk_rows(data, settings)
-        compression = None if settings["compression"] == "none" else settings["compression"]
-        return group.create_dataset(
-            name, data=data, chunks=(rows, *data.shape[1:]), compression=compression,
-            compression_opts=settings["level"] if compression == "gzip" else None,
-            shuffle=compression is not None and data.dtype != STRING,
-        )
+        return group.create_dataset(name, data=data, chunks=(rows, *data.shape[1:]),
+                                    **filters(settings, data.dtype))
 
 
 def _unique_name(pv: str, used: set[str]) -> str:

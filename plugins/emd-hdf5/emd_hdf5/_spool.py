@@ -24,7 +24,7 @@ import numpy as np
 
 from emd_collector import RecordedPV, Recording
 
-from ._exporter import EPOCH, STRING, Hdf5Exporter, _unique_name
+from ._exporter import STRING, TIME_ATTRS, Hdf5Exporter, _unique_name, epoch_nanoseconds, filters, new_log
 
 SWMR_AT_THE_LATEST = 3
 """Appends after which the file goes SWMR even if some input PVs have no group yet."""
@@ -48,7 +48,6 @@ class Hdf5Spool:
         }
         self.used = set(self.entry)
         self.appends = 0
-        self.left_out: set[str] = set()
 
     def append(self, recording: Recording) -> None:
         """Add the rows of `recording` (only the new ones) and flush them to the file."""
@@ -64,27 +63,22 @@ class Hdf5Spool:
                 self.file.swmr_mode = True
         for pv in recording.pvs.values():
             log = self.logs.get(pv.name)
-            if log is None:
-                self.left_out.add(pv.name)  # appeared after SWMR started: cannot be added
-                continue
-            self._extend(log, pv)
+            if log is not None:  # None: first seen after SWMR started, when no group can be made
+                self._extend(log, pv)
         self.file.flush()
 
     def close(self) -> None:
         self.file.close()
 
     def _new_log(self, pv: RecordedPV) -> h5py.Group:
-        log = self.entry.create_group(_unique_name(pv.name, self.used))
-        log.attrs.update({"NX_class": "NXlog", "pv_name": pv.name, "kind": pv.kind, "type_code": pv.code})
-        if pv.choices:
-            log.attrs["choices"] = np.array(pv.choices, dtype=STRING)
+        log = new_log(self.entry, pv, _unique_name(pv.name, self.used))
         values = pv.columns["value"]
         value = self._dataset(log, "value", STRING if values.dtype == object else values.dtype,
                               values.shape[1:])
         if pv.units:
             value.attrs["units"] = pv.units
         time = self._dataset(log, "time", np.dtype(np.int64))
-        time.attrs.update({"start": EPOCH, "units": "ns"})
+        time.attrs.update(TIME_ATTRS)
         if "length" in pv.columns:
             self._dataset(log, "length", np.dtype(np.int32))
         self._dataset(log, "alarm_severity", np.dtype(np.int16))
@@ -96,19 +90,14 @@ class Hdf5Spool:
         itemsize = 16 if dtype == STRING else np.dtype(dtype).itemsize
         width = row[0] if row else 1
         rows = max(1, self.settings["chunk_bytes"] // (itemsize * max(1, width)))
-        compression = None if self.settings["compression"] == "none" else self.settings["compression"]
         return log.create_dataset(
             name, shape=(0, *row), maxshape=(None,) * (1 + len(row)), dtype=dtype,
-            chunks=(rows, *(max(1, w) for w in row)), compression=compression,
-            compression_opts=self.settings["level"] if compression == "gzip" else None,
-            shuffle=compression is not None and dtype != STRING,
-        )
+            chunks=(rows, *(max(1, w) for w in row)), **filters(self.settings, dtype))
 
     @staticmethod
     def _extend(log: dict[str, h5py.Dataset], pv: RecordedPV) -> None:
         columns = pv.columns
-        time = columns["secondsPastEpoch"].astype(np.int64) * 1_000_000_000 + columns["nanoseconds"]
-        for name, data in (("time", time), ("value", columns["value"]), ("length", columns.get("length")),
+        for name, data in (("time", epoch_nanoseconds(columns)), ("value", columns["value"]), ("length", columns.get("length")),
                            ("alarm_severity", columns["severity"]), ("alarm_status", columns["status"])):
             if data is None:
                 continue
