@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -133,3 +134,13 @@ def stop_helper(process: subprocess.Popen[str]) -> None:
     process.stdin.close()
     end_process(process)
     process.stdout.close()
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Run every thread of process `pid` on `cpus` from now on (threads started later
+    inherit it from the thread that starts them)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except ProcessLookupError:  # a thread that just ended
+            pass

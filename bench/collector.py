@@ -15,9 +15,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from emd_collector import load_npz
 from p4p.client.thread import Context
@@ -25,7 +26,7 @@ from p4p.client.thread import Context
 from epics_meta_devices import DeviceClient
 from epics_meta_devices.testing import DeviceProcess, IocProcess, unique_prefix
 
-from ._common import Result, ask, start_helper, stop_helper
+from ._common import Result, ask, pin, start_helper, stop_helper
 from .factory import rss_mb
 
 RATE = 10.0
@@ -86,13 +87,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # fields 14, 15
 
 
-def ioc(stack: ExitStack, prefix: str, count: int) -> None:
+def ioc(stack: ExitStack, prefix: str, count: int) -> int:
     """Start an IOC serving `count` counting calc records PREFIX:s0... at RATE, closed with
-    `stack`."""
+    `stack`: its pid."""
     database = "".join(RECORD.format(n=n) for n in range(count))
     server = IocProcess(database, {"P": f"{prefix}:"}, wait_for=f"{prefix}:s{count - 1}")
     stack.callback(server.close)  # before start: a start that times out leaves it running
     server.start()
+    assert server.process is not None
+    return server.process.pid
+
+
+@contextmanager
+def separate_cpus(collectors: list[int], others: list[int]) -> Iterator[None]:
+    """Collector processes on one CPU, this process (the clients) and `others` (sources) on
+    another, for comparisons of a collector's CPU time with itself. Unpinned, where the
+    scheduler puts which thread on 2 CPUs swings a window's CPU time by 10-20 %, more than
+    the differences measured. (A pinned collector receives less per second: rates are
+    measured unpinned.)"""
+    allowed = set(os.sched_getaffinity(0))
+    first, last = min(allowed), max(allowed)
+    if first == last:
+        yield
+        return
+    for pid in collectors:
+        pin(pid, {last})
+    for pid in [os.getpid(), *others]:
+        pin(pid, {first})
+    try:
+        yield
+    finally:
+        for pid in [os.getpid(), *others, *collectors]:
+            pin(pid, allowed)
 
 
 def helper(stack: ExitStack, module: str, *args: str) -> subprocess.Popen[str]:
@@ -153,18 +179,14 @@ def record(collector: DeviceClient, pid: int, seconds: float, poller: Poller | N
     return cpu, collector.get_pv("STATUS")["received"] - received
 
 
-def bare_window(names: list[str], seconds: float) -> tuple[float, int]:
-    """The baseline of `record`: bench.bare_monitor subscribes to `names`, counts for
+def bare_window(process: subprocess.Popen[str], seconds: float) -> tuple[float, int]:
+    """The baseline of `record`: bench.bare_monitor (`process`) subscribes, counts for
     `seconds` and unsubscribes; its CPU seconds over that window and the updates it counted."""
-    process = start_helper("bare_monitor", *names)
-    try:
-        cpu = cpu_seconds(process.pid)
-        ask(process, "start")
-        time.sleep(seconds)
-        count = int(ask(process, "stop"))
-        return cpu_seconds(process.pid) - cpu, count
-    finally:
-        stop_helper(process)
+    cpu = cpu_seconds(process.pid)
+    ask(process, "start")
+    time.sleep(seconds)
+    count = int(ask(process, "stop"))
+    return cpu_seconds(process.pid) - cpu, count
 
 
 def ingest(pvs: int, seconds: float) -> list[Result]:
@@ -174,12 +196,17 @@ def ingest(pvs: int, seconds: float) -> list[Result]:
     names = [f"{prefix}:s{n}" for n in range(pvs)]
     with ExitStack() as stack:
         ioc(stack, prefix, pvs)
-        bare_cpu, bare_count = bare_window(names, seconds)
+        bare = helper(stack, "bare_monitor", *names)
         data = stack.enter_context(tempfile.TemporaryDirectory(prefix="emd-bench-"))
         collector, pid = device(stack, {"input_pvs": names, "max_samples": 1000,
                                         "queue_size": 1000, "data_dir": data})
         rss = rss_mb(pid)
+        # bare, collector, bare: the collector's recording in one piece (its loss check needs
+        # that), the baseline on both sides of it in time. Unpinned, as the target was set.
+        first = bare_window(bare, seconds / 2)
         cpu, _ = record(collector, pid, seconds)
+        second = bare_window(bare, seconds / 2)
+        bare_cpu, bare_count = first[0] + second[0], first[1] + second[1]
         rss = rss_mb(pid) - rss
         status = collector.get_pv("STATUS").todict()
         collector.put("EXPORT", {"path": "ingest.npz", "format": "npz"}, timeout=120.0)
@@ -326,14 +353,15 @@ def retrieval(sizes: list[int], watch: int, gets: int = 5) -> list[Result]:
             if size == sizes[0]:
                 quiet: list[float] = []
                 watched: list[float] = []
-                for i in range(4):
-                    if i in (1, 2):
-                        with Context("pva", nt=False) as context:
-                            monitor = context.monitor(out, lambda value: None, request=COLUMNS)
-                            watched.append(fill(watch) * 1e6)
-                            monitor.close()
-                    else:
-                        quiet.append(fill(watch) * 1e6)
+                with separate_cpus([pid], [source.pid]):
+                    for i in range(4):
+                        if i in (1, 2):
+                            with Context("pva", nt=False) as context:
+                                monitor = context.monitor(out, lambda value: None, request=COLUMNS)
+                                watched.append(fill(watch) * 1e6)
+                                monitor.close()
+                        else:
+                            quiet.append(fill(watch) * 1e6)
                 results.append(Result(
                     f"ingest CPU per update, OUT watched by a monitor, {label}-{posted / 1e3:.0f}k "
                     "samples", watched, quiet, "same collector, OUT not watched",
@@ -372,13 +400,14 @@ def polling(pvs: int, seconds: float, polled: int = 5) -> list[Result]:
     per_get: list[float] = []
     bare_per_get: list[float] = []
     with ExitStack() as stack:
-        ioc(stack, prefix, pvs)
+        ioc_pid = ioc(stack, prefix, pvs)
         source = helper(stack, "bare_source", source_prefix)
         ask(source, "array 1000")
         collector, pid = device(stack, {"input_pvs": names, "max_samples": 1000,
                                         "publish_period": PUBLISH_PERIOD})
+        stack.enter_context(separate_cpus([pid], [ioc_pid, source.pid]))
         outs = [f"{collector.prefix}:OUT:{n}" for n in names[:polled]]
-        for window in ("quiet", "paced", "paced", "quiet", "tight", "tight"):
+        for window in ("quiet", "paced", "paced", "quiet") * 2 + ("tight", "tight"):
             poller = None if window == "quiet" else Poller(
                 outs, PUBLISH_PERIOD if window == "paced" else 0.0)
             cpu, received = record(collector, pid, seconds, poller)

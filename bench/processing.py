@@ -30,7 +30,7 @@ from p4p.server.thread import SharedPV
 
 from epics_meta_devices.testing import DeviceProcess, unique_prefix
 
-from ._common import ROOT, Result, start_helper, stop_helper
+from ._common import pin, ROOT, Result, start_helper, stop_helper
 
 TARGET = 1.2
 """Device latency at most 1.2 times the bare relay's (medians)."""
@@ -105,16 +105,6 @@ class Side:
                 raise RuntimeError(f"update {self.count} not relayed within {TIMEOUT} s")
             times.append(latency)
         return times
-
-
-def pin(pid: int, cpus: set[int]) -> None:
-    """Run every thread of process `pid` on `cpus` from now on (threads started later
-    inherit it from the thread that starts them)."""
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            os.sched_setaffinity(int(task), cpus)
-        except ProcessLookupError:  # a thread that just ended
-            pass
 
 
 def run(count: int = 5000, warmup: int = 200, blocks: int = 50) -> Result:

@@ -20,7 +20,7 @@ from p4p.server.thread import SharedPV
 
 import epics_meta_devices as emd
 
-from ._output import DEFAULT_KIND, out_value, select, status_value, table_value
+from ._output import DEFAULT_KIND, HistoryElements, out_value, select, status_value, table_value
 from ._recorder import COUNTERS, Processing, PVRecorder
 from ._recording import Annotation, RecordedPV, Recording
 from ._spooling import Spooler, can_spool
@@ -28,6 +28,7 @@ from ._spooling import Spooler, can_spool
 # EPICS record names (and .FIELD): the characters IOCs accept, no spaces.
 PV_NAME = re.compile(r"^[A-Za-z0-9_\-+:\[\]<>;.{}$]+$")
 MAX_SAMPLES_LIMIT = 100_000_000
+MAX_HISTORY = 100_000  # a structure array this long takes ~0.1 s to build and to get; columns scale
 SCALAR_SAMPLE_BYTES = 24  # value 8 + seconds 8 + nanoseconds 4 + severity 2 + status 2
 
 TOTALS_TYPE = Type(
@@ -56,7 +57,7 @@ class CollectorConfig:
     max_samples: int = 100_000
     """Samples kept per PV (a ring buffer: the oldest are dropped, and counted, when full)."""
     history_limit: int = 10_000
-    """Samples in OUT:<pv>.history, the newest (0: all); the columns and TABLE hold all."""
+    """Samples in OUT:<pv>.history, the newest (1 to 100,000); the columns and TABLE hold all."""
     publish_period: float = 1.0
     """Seconds between refreshes of the OUT and STATUS PVs."""
     queue_size: int = 1000
@@ -108,8 +109,9 @@ class CollectorConfig:
             raise ValueError("upload_retries must be 0-100 and upload_backoff 0-3600 s")
         if not 0.05 <= self.spool_interval <= 3600:
             raise ValueError(f"spool_interval must be between 0.05 and 3600 s, got {self.spool_interval}")
-        if self.history_limit < 0:
-            raise ValueError(f"history_limit must be >= 0 (0: all), got {self.history_limit}")
+        if not 1 <= self.history_limit <= MAX_HISTORY:
+            raise ValueError(f"history_limit must be between 1 and {MAX_HISTORY}, got {self.history_limit} "
+                             "(the columns, TABLE and HISTORY hold every sample)")
         if not 4 <= self.queue_size <= 1_000_000:
             raise ValueError(f"queue_size must be between 4 and 1000000, got {self.queue_size}")
         Processing(self.decimate, self.decimate_mode, self.deadband)  # raises on bad settings
@@ -483,6 +485,7 @@ class _Output:
     connections: _Connections
     version: int = -1
     kind: Any = None
+    history: HistoryElements | None = None  # OUT only, while watched
     building: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -533,6 +536,9 @@ class OutputPVs:
     def refresh(self) -> None:
         with self.lock:
             watched = [output for output in self.outputs.values() if output.connections.watched]
+            for output in self.outputs.values():
+                if not output.connections.watched:
+                    output.history = None  # its structures cost memory (~0.7 kB each)
         for output in watched:  # built outside the lock: a slow build holds up no new client
             self._refresh(output)
 
@@ -548,9 +554,16 @@ class OutputPVs:
             if output.version == recorder.version and output.pv.isOpen():
                 return  # nothing new since the last build: the served value is current
             output.version = recorder.version
-            columns, _ = recorder.snapshot()
-            value = out_value(recorder, columns, self.collector.config.history_limit) if output.what == "out" \
-                else table_value(recorder, columns, timestamp=time.time())
+            columns, cursor = recorder.stored()
+            kind = recorder.kind or DEFAULT_KIND
+            if output.what == "out":
+                limit = self.collector.config.history_limit
+                history = output.history  # one read: refresh() may let go of it meanwhile
+                if history is None or (history.kind, history.limit) != (kind, limit):
+                    history = output.history = HistoryElements(kind, limit)
+                value = out_value(recorder, columns, history.update(columns, cursor))
+            else:
+                value = table_value(recorder, columns, timestamp=time.time())
         kind = recorder.kind or DEFAULT_KIND
         if not output.pv.isOpen():
             output.pv.open(value)

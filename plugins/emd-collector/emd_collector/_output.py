@@ -3,6 +3,7 @@ PV, plus columns), the OUT ``:TABLE`` NTTable, per-PV STATUS, and HISTORY range 
 
 from __future__ import annotations
 
+from collections import deque
 from functools import lru_cache
 from typing import Any
 
@@ -26,15 +27,24 @@ def _value_code(kind: PVKind) -> str:
     return ("a" + kind.code) if kind.kind == "waveform" else kind.code
 
 
+def _element_fields(kind: PVKind) -> list[tuple[str, Any]]:
+    return [("value", _value_code(kind)), ("alarm", alarm), ("timeStamp", timeStamp)]
+
+
+@lru_cache(maxsize=None)
+def element_type(kind: PVKind) -> Type:
+    """One element of OUT:<pv>.history: an update as the source served it."""
+    return Type(_element_fields(kind))
+
+
 @lru_cache(maxsize=None)
 def out_type(kind: PVKind) -> Type:
     """OUT:<pv>: ``history`` (value, alarm, timeStamp per update, as the source served them)
     and the same data as columns, which a client can ask for alone with a pvRequest."""
-    code = _value_code(kind)
     column = "a" + kind.code  # waveforms: flattened, `width` values per sample
     return Type(
         [
-            ("history", ("aS", None, [("value", code), ("alarm", alarm), ("timeStamp", timeStamp)])),
+            ("history", ("aS", None, _element_fields(kind))),
             ("value", column),
             ("secondsPastEpoch", "al"),
             ("nanoseconds", "ai"),
@@ -58,9 +68,46 @@ def table_nt(kind: PVKind) -> NTTable:
     return NTTable(columns + [("severity", "i"), ("status", "i")])
 
 
-def out_value(recorder: PVRecorder, columns: dict[str, np.ndarray], history_limit: int = 0) -> Value:
-    """The OUT value; ``history`` holds the newest `history_limit` samples (0: all), the columns
-    always hold all: a structure array costs ~50x more per sample to build and send."""
+class HistoryElements:
+    """The newest `limit` samples of one recording as ``history`` structures, kept from one
+    build of OUT:<pv> to the next so that a build makes only the structures of samples stored
+    since the last one. Making a structure costs about 1.5 us, passing a made one on about
+    0.8 us: a watched OUT of a slow PV costs a fraction of building its history anew."""
+
+    def __init__(self, kind: PVKind, limit: int) -> None:
+        self.kind = kind
+        self.limit = limit
+        self.elements: deque[Value] = deque(maxlen=limit)
+        self.cursor = (0, 0)  # (buffer, appended) of the newest sample made
+
+    def update(self, columns: dict[str, np.ndarray], cursor: tuple[int, int]) -> list[Value]:
+        """The history of `columns` (all stored samples, oldest first), whose newest sample is
+        at `cursor` (from PVRecorder.stored)."""
+        if cursor[0] != self.cursor[0]:  # cleared, or a new buffer: nothing made is current
+            self.elements.clear()
+            self.cursor = (cursor[0], 0)
+        stored = len(columns.get("secondsPastEpoch", ()))
+        new = min(cursor[1] - self.cursor[1], stored, self.limit)
+        self.cursor = cursor
+        if new <= 0:
+            return list(self.elements)
+        rows = slice(stored - new, None)
+        values = columns["value"][rows]
+        plain = values.tolist() if self.kind.kind != "waveform" \
+            else [row[:length] for row, length in zip(values, columns["length"][rows])]
+        made = element_type(self.kind)
+        self.elements.extend(
+            Value(made, {"value": v, "alarm": {"severity": sev, "status": st},
+                         "timeStamp": {"secondsPastEpoch": s, "nanoseconds": ns}})
+            for v, sev, st, s, ns in zip(plain, columns["severity"][rows].tolist(), columns["status"][rows].tolist(),
+                                         columns["secondsPastEpoch"][rows].tolist(),
+                                         columns["nanoseconds"][rows].tolist()))
+        return list(self.elements)
+
+
+def out_value(recorder: PVRecorder, columns: dict[str, np.ndarray], history: list[Value]) -> Value:
+    """The OUT value: `history` (from HistoryElements), and all samples as columns (a structure
+    array costs ~50x more per sample to build and send)."""
     kind = recorder.kind or DEFAULT_KIND
     if not len(columns.get("secondsPastEpoch", ())):
         # every field set (to empty): post() keeps fields a value leaves unmarked
@@ -69,15 +116,6 @@ def out_value(recorder: PVRecorder, columns: dict[str, np.ndarray], history_limi
         return Value(out_type(kind), {**empty, "width": kind.width or 0, "choices": recorder.choices,
                                       "units": recorder.units, "kind": kind.kind})
     values = columns["value"]
-    newest = slice(-history_limit if history_limit else None, None)
-    plain = values[newest].tolist()
-    if kind.kind == "waveform":
-        plain = [row[:length] for row, length in zip(values[newest], columns["length"][newest])]
-    history = [
-        {"value": v, "alarm": {"severity": sev, "status": st}, "timeStamp": {"secondsPastEpoch": s, "nanoseconds": ns}}
-        for v, sev, st, s, ns in zip(plain, columns["severity"][newest].tolist(), columns["status"][newest].tolist(),
-                                     columns["secondsPastEpoch"][newest].tolist(), columns["nanoseconds"][newest].tolist())
-    ]
     return Value(out_type(kind), {
         "history": history,
         "value": values.reshape(-1) if kind.kind == "waveform" else values,

@@ -265,6 +265,13 @@ class PVRecorder:
             columns = self.buffer.columns() if self.buffer is not None else {}
             return columns, list(self.events)
 
+    def stored(self) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
+        """Copies of the columns (oldest first) and the cursor of the newest sample (see since)."""
+        with self.lock:
+            if self.buffer is None:
+                return {}, (0, 0)
+            return self.buffer.columns(), (self.buffers_made, self.buffer.appended)
+
     def since(self, cursor: tuple[int, int]) -> tuple[dict[str, np.ndarray], int, tuple[int, int]]:
         """The samples stored after `cursor` (from an earlier call; ``(0, 0)`` at first), how
         many of them the full buffer dropped before they were read, and the new cursor. A

@@ -127,6 +127,35 @@ def test_history_holds_the_newest_samples_columns_hold_all(prefix, sources, run_
     assert list(out.value) == [float(n) for n in range(21)]
 
 
+def test_watched_history_stays_exact_across_rebuilds_and_clear(prefix, sources, ctxt, run_device):
+    """While a monitor watches OUT, each rebuild adds only the new samples to ``history``: the
+    monitor must still see exactly the newest history_limit samples after every batch, also
+    after CLEAR (a new buffer) and when a batch is longer than the limit."""
+    name = sources.name("double")
+    client = collector(run_device, prefix, input_pvs=[name], history_limit=7)
+    client.start()
+    wait_until(lambda: client.status(name)["connected"], 10, "connected")
+    seen = []
+    monitor = ctxt.monitor(f"{client.prefix}:OUT:{name}", seen.append)
+    try:
+        expected = [0.0]  # the source's initial value
+        for batch in (3, 2, 12, 1, 5):
+            values = [float(len(expected) + i) for i in range(batch)]
+            for v in values:
+                sources.post("double", v)
+            expected += values
+            wait_until(lambda: seen and list(seen[-1].value) == expected, 10, f"{len(expected)} samples in OUT")
+            assert [v.value for v in seen[-1].history] == expected[-7:]
+        client.clear()
+        wait_until(lambda: seen and len(seen[-1].value) == 0, 10, "OUT emptied by CLEAR")
+        for v in (100.0, 101.0):
+            sources.post("double", v)
+        wait_until(lambda: seen and list(seen[-1].value) == [100.0, 101.0], 10, "new samples after CLEAR")
+        assert [v.value for v in seen[-1].history] == [100.0, 101.0]
+    finally:
+        monitor.close()
+
+
 def test_ring_buffer_drops_oldest_and_counts(prefix, sources, run_device):
     client = collector(run_device, prefix, input_pvs=[sources.name("double")], max_samples=10)
     client.start()
@@ -194,6 +223,8 @@ def test_missing_pv_is_reported_and_the_rest_recorded(prefix, sources, run_devic
         ({"max_samples": -5}, "max_samples must be between 1 and 100000000, got -5"),
         ({"max_samples": 100_000_000, "input_pvs": ["a", "b"]}, "more than memory_limit_mb=2048"),
         ({"publish_period": 0}, "publish_period must be between"),
+        ({"history_limit": 0}, "history_limit must be between 1 and 100000, got 0"),
+        ({"history_limit": 100_001}, "history_limit must be between 1 and 100000, got 100001"),
         ({"queue_size": 1}, "queue_size must be between 4"),
         ({"decimate_mode": "median"}, "mode must be one of mean, min, max, last"),
         ({"input_pvs": ["a"], "pv_options": ["a decimate=x"]}, "invalid literal"),
