@@ -184,10 +184,12 @@ there are fewer than 100 samples.
   exactly 1. A `collect.Collector` (`emd device run`, `max_samples` 1000, `queue_size` 1000)
   is enabled, left for the window and disabled; its CPU time (utime + stime of /proc/PID/stat,
   all threads) from the ENABLE put to the return of the disable put, per update received
-  (STATUS). Baseline, in a window of its own just before (the IOC runs throughout):
-  `python -m bench.bare_monitor` subscribes to the same PVs with
-  `p4p.client.thread.Context('pva', nt=False)` and a callback that only counts, over the same
-  kind of window (subscribe, wait, close). Loss: the recording is exported (EXPORT, .npz) and
+  (STATUS). Baseline, in two windows of half that length, just before and just after the
+  collector's (the IOC runs throughout): `python -m bench.bare_monitor` subscribes to the same
+  PVs with `p4p.client.thread.Context('pva', nt=False)` and a callback that only counts, over
+  the same kind of window (subscribe, wait, close). Unpinned, as the target was set (pinning
+  both sides to one CPU and the IOC to the other lowers both, the thread client's more: about
+  20 us against the collector's 25 us in a trial run). Loss: the recording is exported (EXPORT, .npz) and
   every PV's values are checked; "sent" counts the IOC's updates between each PV's first and
   last stored one, from the values themselves.
 - **memory per stored scalar sample**: STATUS `memory_bytes / samples` after the ingest,
@@ -209,10 +211,11 @@ there are fewer than 100 samples.
 - **ingest, OUT watched by a monitor**: during the retrieval fill, from {full.sizes[0]:,}
   samples on, four windows of {full.watch:,} updates each, ABBA: not watched, a
   monitor (columns request) on `OUT:<pv>`, the same, not watched; the collector's CPU per
-  update. A watched OUT is rebuilt every publish period (1 s) while its data change.
+  update, with the collector pinned to one CPU and the source and the benchmark process to
+  another. A watched OUT is rebuilt every publish period (1 s) while its data change.
 - **ingest while polling**: {full.poll_pvs} IOC records as above, a collector enabled for
-  windows of {full.poll_seconds:g} s: first ABBA, no poller, a poller thread in the benchmark
-  process getting `OUT:<pv>` (every field) of 5 of the PVs once every publish period
+  windows of {full.poll_seconds:g} s, pinned as the watched OUT above: first ABBA ABBA, no
+  poller, a poller thread in the benchmark process getting `OUT:<pv>` (every field) of 5 of the PVs once every publish period
   ({collector.PUBLISH_PERIOD:g} s, how often OUT changes: a client refreshing its plots), the
   same, none; then two windows with the poller in a tight loop, a stress figure without a
   target (polling faster than OUT changes gets the same values again, and the collector's CPU
@@ -225,7 +228,9 @@ there are fewer than 100 samples.
   {2 * full.poll_seconds:g} s (ABBA ABBA): one with CONFIG `spool_file` set, spool_interval
   {collector.SPOOL_INTERVAL:g} s (the default) and the emd-hdf5 spool defaults (no compression,
   16 KiB chunks), one without. The spooling collector keeps its file open while disabled, as
-  it does in use; an untimed first window makes the file and its groups. Each on window
+  it does in use; an untimed first window of each connects its channels (and makes the file
+  and its groups). Both collectors are pinned to one CPU, the IOC and the benchmark process to
+  another. Each on window
   includes its last append, made when ENABLE goes False. Per interval the spool appends to four
   datasets of every PV, about 40 us each here (HDF5), so with 10 Hz PVs the cost per update
   falls as the interval grows.

@@ -190,8 +190,9 @@ def bare_window(process: subprocess.Popen[str], seconds: float) -> tuple[float, 
 
 
 def ingest(pvs: int, seconds: float) -> list[Result]:
-    """`pvs` IOC records at RATE for `seconds`, into a bare monitor, then into a collector:
-    CPU per update, updates lost, memory per stored sample."""
+    """`pvs` IOC records at RATE: into a bare monitor for `seconds` / 2, into a collector for
+    `seconds`, into the bare monitor again for `seconds` / 2. CPU per update, updates lost,
+    memory per stored sample."""
     prefix = unique_prefix("bench-ioc")
     names = [f"{prefix}:s{n}" for n in range(pvs)]
     with ExitStack() as stack:
@@ -442,19 +443,24 @@ def spooling(pvs: int, seconds: float, rounds: int = 8) -> list[Result]:
     not, enabled in turn for `rounds` windows of `seconds` each (ABBA ABBA: a few windows per
     side, as a window's CPU varies by 10-20 % here): CPU per update. The
     spooling one keeps its file open while disabled (as a collector does), so after an untimed
-    first window that makes the file and its groups, the windows measure spooling itself."""
+    first window of each (connecting; making the file and its groups), the windows measure
+    spooling itself. Both collectors on one CPU, the IOC and this process on another."""
     prefix = unique_prefix("bench-ioc")
     names = [f"{prefix}:s{n}" for n in range(pvs)]
     off: list[float] = []
     on: list[float] = []
     with ExitStack() as stack:
-        ioc(stack, prefix, pvs)
+        ioc_pid = ioc(stack, prefix, pvs)
         data = stack.enter_context(tempfile.TemporaryDirectory(prefix="emd-bench-"))
         config = {"input_pvs": names, "max_samples": 100_000, "data_dir": data}
         plain, plain_pid = device(stack, config)
         spooling_one, spooling_pid = device(stack, {**config, "spool_file": "spool.h5",
                                                     "spool_interval": SPOOL_INTERVAL})
-        record(spooling_one, spooling_pid, SPOOL_INTERVAL)  # untimed: makes the file and groups
+        stack.enter_context(separate_cpus([plain_pid, spooling_pid], [ioc_pid]))
+        # untimed first windows: a first ENABLE connects 200 channels (and makes the file and
+        # its groups), which cost as much as a window's recording
+        record(plain, plain_pid, SPOOL_INTERVAL)
+        record(spooling_one, spooling_pid, SPOOL_INTERVAL)
         for i in range(rounds):
             spool = i % 4 in (1, 2)
             collector, pid = (spooling_one, spooling_pid) if spool else (plain, plain_pid)
