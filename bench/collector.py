@@ -15,10 +15,9 @@ import subprocess
 import tempfile
 import threading
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from emd_collector import load_npz
 from p4p.client.thread import Context
@@ -26,7 +25,7 @@ from p4p.client.thread import Context
 from epics_meta_devices import DeviceClient
 from epics_meta_devices.testing import DeviceProcess, IocProcess, unique_prefix
 
-from ._common import Result, ask, pin, start_helper, stop_helper
+from ._common import Result, ask, separate_cpus, start_helper, stop_helper
 from .factory import rss_mb
 
 RATE = 10.0
@@ -96,29 +95,6 @@ def ioc(stack: ExitStack, prefix: str, count: int) -> int:
     server.start()
     assert server.process is not None
     return server.process.pid
-
-
-@contextmanager
-def separate_cpus(collectors: list[int], others: list[int]) -> Iterator[None]:
-    """Collector processes on one CPU, this process (the clients) and `others` (sources) on
-    another, for comparisons of a collector's CPU time with itself. Unpinned, where the
-    scheduler puts which thread on 2 CPUs swings a window's CPU time by 10-20 %, more than
-    the differences measured. (A pinned collector receives less per second: rates are
-    measured unpinned.)"""
-    allowed = set(os.sched_getaffinity(0))
-    first, last = min(allowed), max(allowed)
-    if first == last:
-        yield
-        return
-    for pid in collectors:
-        pin(pid, {last})
-    for pid in [os.getpid(), *others]:
-        pin(pid, {first})
-    try:
-        yield
-    finally:
-        for pid in [os.getpid(), *others, *collectors]:
-            pin(pid, allowed)
 
 
 def helper(stack: ExitStack, module: str, *args: str) -> subprocess.Popen[str]:

@@ -30,7 +30,7 @@ from p4p.server.thread import SharedPV
 
 from epics_meta_devices.testing import DeviceProcess, unique_prefix
 
-from ._common import pin, ROOT, Result, start_helper, stop_helper
+from ._common import ROOT, Result, separate_cpus, start_helper, stop_helper
 
 TARGET = 1.2
 """Device latency at most 1.2 times the bare relay's (medians)."""
@@ -117,19 +117,15 @@ def run(count: int = 5000, warmup: int = 200, blocks: int = 50) -> Result:
     names = {side: f"{prefix}:src:{side}" for side in sources}
     bare_output = f"{prefix}:bare:Y"
     device_prefix = f"{prefix}:dev"
-    allowed = sorted(os.sched_getaffinity(0))
     with Server(providers=[{names[side]: pv for side, pv in sources.items()}]), \
             Context("pva", nt=False) as context:
         bare_process = start_helper("bare_relay", names["bare"], bare_output)
         device_process = DeviceProcess("bench.Relay", device_prefix, config={"x": names["dev"]},
                                        env=PLUGIN_ENV)
         try:
-            with device_process as client:
+            with device_process as client, \
+                    separate_cpus([bare_process.pid, device_process.process.pid], []):
                 client.enable()
-                if len(allowed) >= 2:
-                    pin(os.getpid(), {allowed[0]})
-                    for pid in (bare_process.pid, device_process.process.pid):
-                        pin(pid, {allowed[1]})
                 device = Side(sources["dev"], nt, context, f"{device_prefix}:Y")
                 bare = Side(sources["bare"], nt, context, bare_output)
                 for side in (device, bare):
@@ -144,6 +140,5 @@ def run(count: int = 5000, warmup: int = 200, blocks: int = 50) -> Result:
                     side.subscription.close()
         finally:
             stop_helper(bare_process)
-            pin(os.getpid(), set(allowed))  # the benchmarks after this one run unpinned
     return Result("processing latency, input update to output post", device_times, bare_times,
                   "bare p4p monitor-to-post relay", TARGET)

@@ -534,10 +534,12 @@ class OutputPVs:
         return output.pv
 
     def refresh(self) -> None:
+        watched = []
         with self.lock:
-            watched = [output for output in self.outputs.values() if output.connections.watched]
             for output in self.outputs.values():
-                if not output.connections.watched:
+                if output.connections.watched:
+                    watched.append(output)
+                else:
                     output.history = None  # its structures cost memory (~0.7 kB each)
         for output in watched:  # built outside the lock: a slow build holds up no new client
             self._refresh(output)
@@ -550,12 +552,13 @@ class OutputPVs:
         recorder = output.recorder
         if output.what == "status":
             value = status_value(recorder)
+            kind = recorder.kind or DEFAULT_KIND
         else:
             if output.version == recorder.version and output.pv.isOpen():
                 return  # nothing new since the last build: the served value is current
             output.version = recorder.version
             columns, cursor = recorder.stored()
-            kind = recorder.kind or DEFAULT_KIND
+            kind = recorder.kind or DEFAULT_KIND  # read after the columns: the kind they are of
             if output.what == "out":
                 limit = self.collector.config.history_limit
                 history = output.history  # one read: refresh() may let go of it meanwhile
@@ -564,7 +567,6 @@ class OutputPVs:
                 value = out_value(recorder, columns, history.update(columns, cursor))
             else:
                 value = table_value(recorder, columns, timestamp=time.time())
-        kind = recorder.kind or DEFAULT_KIND
         if not output.pv.isOpen():
             output.pv.open(value)
         elif kind != output.kind:  # first data fixed the type: clients reconnect to the new one
