@@ -42,8 +42,8 @@ class Hdf5Spool:
         self.entry.attrs["NX_class"] = "NXentry"
         self.file.attrs["default"] = "entry"
         # PV name -> its log's datasets, looked up once: a group lookup costs more than an append
-        self.logs: dict[str, dict[str, h5py.Dataset]] = {
-            group.attrs["pv_name"]: dict(group.items()) for group in self.entry.values()
+        self.logs: dict[str, dict[str, _Column]] = {
+            group.attrs["pv_name"]: _columns(group) for group in self.entry.values()
             if isinstance(group, h5py.Group) and "pv_name" in group.attrs
         }
         self.used = set(self.entry)
@@ -56,7 +56,7 @@ class Hdf5Spool:
                 Hdf5Exporter._identity(self.entry, recording)
             for pv in recording.pvs.values():
                 if pv.name not in self.logs:
-                    self.logs[pv.name] = dict(self._new_log(pv).items())
+                    self.logs[pv.name] = _columns(self._new_log(pv))
             self.appends += 1
             inputs = recording.config.get("input_pvs", [])
             if all(name in self.logs for name in inputs) or self.appends >= SWMR_AT_THE_LATEST:
@@ -95,28 +95,58 @@ class Hdf5Spool:
             chunks=(rows, *(max(1, w) for w in row)), **filters(self.settings, dtype))
 
     @staticmethod
-    def _extend(log: dict[str, h5py.Dataset], pv: RecordedPV) -> None:
+    def _extend(log: dict[str, _Column], pv: RecordedPV) -> None:
         columns = pv.columns
         for name, data in (("time", epoch_nanoseconds(columns)), ("value", columns["value"]), ("length", columns.get("length")),
                            ("alarm_severity", columns["severity"]), ("alarm_status", columns["status"])):
-            if data is None:
-                continue
-            _append(log[name], data)
+            if data is not None:
+                log[name].append(data)
+
+
+def _columns(log: h5py.Group) -> dict[str, _Column]:
+    return {name: _Column(dataset) for name, dataset in log.items() if isinstance(dataset, h5py.Dataset)}
+
+
+class _Column:
+    """A dataset of the spool that grows along its first axis.
+
+    Uncompressed one-dimensional numbers (every column of a scalar PV, by default) are appended
+    chunk by chunk: the column keeps its last, partly filled chunk in memory and hands it whole
+    to HDF5 (H5Dwrite_chunk). That is half the cost of HDF5's own partial write (selections,
+    chunk cache), and a spool writes a few columns per PV at every interval. Other columns
+    (waveforms, strings, compressed) use h5py's writes."""
+
+    def __init__(self, dataset: h5py.Dataset) -> None:
+        self.dataset = dataset
+        self.rows = dataset.shape[0]
+        self.tail: np.ndarray | None = None
+        if dataset.ndim == 1 and dataset.dtype.kind in "iuf" and not dataset.compression \
+                and not dataset.shuffle:
+            self.tail = np.zeros(dataset.chunks[0], dataset.dtype)
+            start = self.rows - self.rows % len(self.tail)
+            self.tail[: self.rows - start] = dataset[start:self.rows]  # a continued file
+
+    def append(self, data: np.ndarray) -> None:
+        """Add `data`'s rows at the end."""
+        if self.tail is None:
+            _append(self.dataset, data)
+            return
+        ident, tail, old, n = self.dataset.id, self.tail, self.rows, len(data)
+        ident.set_extent((old + n,))
+        done = 0
+        while done < n:  # fill the tail chunk, write it, start the next one when full
+            at = (old + done) % len(tail)
+            take = min(n - done, len(tail) - at)
+            tail[at:at + take] = data[done:done + take]
+            ident.write_direct_chunk((old + done - at,), tail)
+            done += take
+            if at + take == len(tail):
+                tail[:] = 0  # what HDF5 stores past the end of a dataset (its fill value)
+        self.rows = old + n
 
 
 def _append(dataset: h5py.Dataset, data: np.ndarray) -> None:
-    """Add `data`'s rows at the end of `dataset`. Numeric columns go through h5py's low-level
-    calls: the high-level ones cost about three times as much per call, and a spool makes a
-    few calls per PV at every interval."""
-    if data.ndim == 1 and data.dtype != object:
-        ident = dataset.id
-        old, rows = ident.get_space().shape[0], len(data)
-        ident.set_extent((old + rows,))
-        selection = h5py.h5s.create_simple((old + rows,), (h5py.h5s.UNLIMITED,))
-        selection.select_hyperslab((old,), (rows,))
-        ident.write(h5py.h5s.create_simple((rows,)), selection,
-                    np.ascontiguousarray(data, dtype=dataset.dtype))
-        return
+    """Add `data`'s rows at the end of `dataset` (waveforms may grow wider)."""
     old = dataset.shape[0]
     if data.ndim == 2 and data.shape[1] > dataset.shape[1]:  # a waveform grew longer
         dataset.resize(data.shape[1], axis=1)

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 import epics_meta_devices as emd
-from emd_collector import CollectorClient
+from emd_collector import CollectorClient, RecordedPV, Recording
+from emd_hdf5 import Hdf5Exporter
+from emd_hdf5._exporter import epoch_nanoseconds
 from epics_meta_devices.testing import SourcePVs, wait_until
 
 
@@ -140,3 +142,41 @@ def test_emd_export_command(recorded):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "must be relative to the data directory" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def synthetic_recording(rows: int) -> Recording:
+    """A recording built from arrays, `rows` samples per PV: many chunks at small chunk_bytes."""
+    n = np.arange(rows)
+    base = {"secondsPastEpoch": 1_767_225_600 + n // 10, "nanoseconds": (n % 10 * 100_000_000).astype(np.int32),
+            "severity": (n % 3).astype(np.int16), "status": (n % 5).astype(np.int16)}
+    columns = {
+        "double": ("scalar", "d", {"value": n * 0.5 - 7.25}),
+        "int16": ("scalar", "h", {"value": (n % 30000 - 15000).astype(np.int16)}),
+        "uint8": ("scalar", "B", {"value": (n % 256).astype(np.uint8)}),
+        "bool": ("scalar", "?", {"value": n % 2 == 0}),
+        "string": ("scalar", "s", {"value": np.array([f"s{i}" for i in n], dtype=object)}),
+        "waveform": ("waveform", "d", {"value": np.outer(n, np.arange(7.0)),
+                                       "length": np.full(rows, 7, np.int32)}),
+    }
+    pvs = {name: RecordedPV(name, kind, code, {**base, **extra}) for name, (kind, code, extra) in columns.items()}
+    return Recording({"prefix": "T", "uuid": "t"}, {"input_pvs": list(pvs)}, pvs, [], 1_767_230_000.0)
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_every_row_of_many_chunks_is_written(tmp_path, compression):
+    """Columns that span many chunks, with a partly filled last one, read back exactly."""
+    recording = synthetic_recording(5000)
+    path = tmp_path / "many.h5"
+    Hdf5Exporter().export(recording, path, {"compression": compression, "chunk_bytes": 4096})
+    with h5py.File(path, "r") as f:
+        logs = logs_by_pv(f)
+        for name, pv in recording.pvs.items():
+            log = logs[name]
+            assert log["value"].chunks[0] < 5000  # several chunks, the last one partly filled
+            expected = pv.columns["value"].astype(str) if pv.code == "s" else pv.columns["value"]
+            stored = log["value"].asstr()[()] if pv.code == "s" else log["value"][()]
+            assert np.array_equal(stored, expected), name
+            assert np.array_equal(log["time"][()], epoch_nanoseconds(pv.columns))
+            assert np.array_equal(log["alarm_status"][()], pv.columns["status"])
+            if pv.kind == "scalar" and pv.code not in "s?":
+                assert log["maximum_value"][()] == pv.columns["value"].max()

@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 
 import epics_meta_devices as emd
-from emd_collector import CollectorClient
+from emd_collector import CollectorClient, RecordedPV, Recording
+from emd_hdf5 import Hdf5Exporter
+from emd_hdf5._exporter import epoch_nanoseconds
 from epics_meta_devices.testing import SourcePVs, wait_until
+
+from test_hdf5 import synthetic_recording
 
 KINDS = ("double", "int32", "string", "waveform", "enum")
 
@@ -137,3 +141,35 @@ def test_a_spool_file_that_cannot_be_opened_refuses_enable(prefix, sources, run_
     with pytest.raises(emd.DeviceError, match="cannot spool to .*live.h5"):
         client.enable()
     assert client.state is emd.DeviceState.ready
+
+
+def test_appends_across_chunks_and_a_reopened_file_keep_every_row(tmp_path):
+    """Batches of many sizes (some within a chunk, some spanning several), then the file closed,
+    opened again and appended to, as a collector does when spooling resumes into it."""
+    exporter, path = Hdf5Exporter(), tmp_path / "spool.h5"
+    recording = synthetic_recording(4000)
+    cuts = [0, 1, 601, 604, 2104, 2111, 2112]  # 4096-byte chunks: 512 int64, 2048 int16 rows
+    more = [2112, 3012, 3014, 4000]
+
+    def append(spool, start, stop):
+        part = {name: RecordedPV(pv.name, pv.kind, pv.code, {k: v[start:stop] for k, v in pv.columns.items()})
+                for name, pv in recording.pvs.items()}
+        spool.append(Recording(recording.identity, recording.config, part, [], 0.0))
+
+    spool = exporter.open_spool(path, {"chunk_bytes": 4096})
+    for start, stop in zip(cuts, cuts[1:]):
+        append(spool, start, stop)
+    spool.close()
+    spool = exporter.open_spool(path, {"chunk_bytes": 4096})
+    for start, stop in zip(more, more[1:]):
+        append(spool, start, stop)
+    spool.close()
+    with h5py.File(path, "r") as f:
+        logs = {g.attrs["pv_name"]: g for g in f["entry"].values() if "pv_name" in g.attrs}
+        for name, pv in recording.pvs.items():
+            log = logs[name]
+            stored = log["value"].asstr()[()] if pv.code == "s" else log["value"][()]
+            expected = pv.columns["value"].astype(str) if pv.code == "s" else pv.columns["value"]
+            assert np.array_equal(stored, expected), name
+            assert np.array_equal(log["time"][()], epoch_nanoseconds(pv.columns)), name
+            assert np.array_equal(log["alarm_severity"][()], pv.columns["severity"]), name
