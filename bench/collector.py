@@ -414,9 +414,9 @@ def polling(pvs: int, seconds: float, polled: int = 5) -> list[Result]:
                "bare p4p SharedPV, 1000 doubles", unit="us"),
     ]
 
-def spooling(pvs: int, seconds: float, rounds: int = 8) -> list[Result]:
+def spooling(pvs: int, seconds: float, rounds: int = 12) -> list[Result]:
     """Two collectors recording the same `pvs` IOC records, one spooling to an HDF5 file, one
-    not, enabled in turn for `rounds` windows of `seconds` each (ABBA ABBA: a few windows per
+    not, enabled in turn for `rounds` windows of `seconds` each (ABBA ABBA ABBA: a few windows per
     side, as a window's CPU varies by 10-20 % here): CPU per update. The
     spooling one keeps its file open while disabled (as a collector does), so after an untimed
     first window of each (connecting; making the file and its groups), the windows measure

@@ -59,7 +59,7 @@ class Settings:
                 f"run{'s' if self.runs > 1 else ''} per side and compression")
 
 
-FULL = Settings(10, 1_000_000, 3)
+FULL = Settings(10, 1_000_000, 5)
 QUICK = Settings(10, 100_000, 1)
 
 

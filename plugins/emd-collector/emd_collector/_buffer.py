@@ -51,9 +51,7 @@ class RingBuffer:
         i = (self.start + self.count) % self.capacity if kept else self.start  # full: the oldest
         if self.width is None:
             self.value[i] = value  # first, so a value that does not fit changes nothing
-        else:
-            if len(value) > self.width:
-                self.widen(len(value))
+        else:  # a longer row than `width` raises here: the recorder widens the buffer first
             n = len(value)
             self.value[i, :n] = value
             self.value[i, n:] = self._padding
@@ -69,12 +67,24 @@ class RingBuffer:
         self.status[i] = status
         return kept
 
-    def widen(self, width: int) -> None:
-        """Make room for longer waveforms: rows keep their values and lengths."""
-        old = self.value
+    def widen(self, width: int, max_samples: int) -> int:
+        """Make room for longer waveforms: rows keep their values and lengths. `max_samples`
+        (at most the current limit) is the limit for the wider rows: the oldest rows beyond it
+        are dropped. Returns how many were dropped."""
+        old = self.columns()
+        self.max_samples = min(self.max_samples, max_samples)
+        dropped = max(0, self.count - self.max_samples)
+        kept = self.count - dropped
         self.width = width
-        self.value = np.full((len(old), width), self._padding, dtype=self.dtype)
-        self.value[:, : old.shape[1]] = old
+        self._allocate(min(self.capacity, self.max_samples))
+        self.start, self.count = 0, kept
+        self.value[:kept, : old["value"].shape[1]] = old["value"][dropped:]
+        self.seconds[:kept] = old["secondsPastEpoch"][dropped:]
+        self.nanoseconds[:kept] = old["nanoseconds"][dropped:]
+        self.severity[:kept] = old["severity"][dropped:]
+        self.status[:kept] = old["status"][dropped:]
+        self.length[:kept] = old["length"][dropped:]  # type: ignore[index]
+        return dropped
 
     def _grow(self) -> None:
         old = self.columns()

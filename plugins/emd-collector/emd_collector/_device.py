@@ -66,6 +66,8 @@ class CollectorConfig:
     """Where EXPORT writes and UPLOAD reads; every path is confined to it ("" = ./emd-data)."""
     memory_limit_mb: float = 2048.0
     """Guard: max_samples x PVs must fit (waveform buffers are limited to their share)."""
+    max_events: int = 1000
+    """Connection events kept per PV, the newest (1 to 100,000); the counters count all."""
     decimate: int = 1
     """N-to-1 decimation of numeric scalars (1: off), as the EPICS compress record."""
     decimate_mode: str = "mean"
@@ -112,6 +114,8 @@ class CollectorConfig:
         if not 1 <= self.history_limit <= MAX_HISTORY:
             raise ValueError(f"history_limit must be between 1 and {MAX_HISTORY}, got {self.history_limit} "
                              "(the columns, TABLE and HISTORY hold every sample)")
+        if not 1 <= self.max_events <= 100_000:
+            raise ValueError(f"max_events must be between 1 and 100000, got {self.max_events}")
         if not 4 <= self.queue_size <= 1_000_000:
             raise ValueError(f"queue_size must be between 4 and 1000000, got {self.queue_size}")
         Processing(self.decimate, self.decimate_mode, self.deadband)  # raises on bad settings
@@ -182,10 +186,12 @@ class Collector(emd.MetaDevice):
         for name in config.input_pvs:
             recorder = self.recorders.get(name)
             if recorder is None:
-                self.recorders[name] = PVRecorder(name, config.max_samples, max_bytes, config.processing_for(name))
+                self.recorders[name] = PVRecorder(name, config.max_samples, max_bytes, config.processing_for(name),
+                                                  config.max_events)
             else:  # kept with its data; new limits apply to buffers made from now on (and after CLEAR)
                 recorder.processing = config.processing_for(name)
                 recorder.max_samples, recorder.max_bytes = config.max_samples, max_bytes
+                recorder.keep_events(config.max_events)
         if self._publisher is None:
             self._publisher = threading.Thread(target=self._publish_loop, name=f"publish:{self.prefix}", daemon=True)
             self._publisher.start()

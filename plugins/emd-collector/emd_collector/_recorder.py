@@ -11,6 +11,7 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +91,8 @@ class Event:
 class PVRecorder:
     """The recording of one input PV."""
 
-    def __init__(self, name: str, max_samples: int, max_bytes: int, processing: Processing) -> None:
+    def __init__(self, name: str, max_samples: int, max_bytes: int, processing: Processing,
+                 max_events: int = 1000) -> None:
         self.name = name
         self.max_samples = max_samples
         self.max_bytes = max_bytes
@@ -102,7 +104,7 @@ class PVRecorder:
         self.choices: list[str] = []
         self.units = ""
         self.counters = dict.fromkeys(COUNTERS, 0)
-        self.events: list[Event] = []
+        self.events: deque[Event] = deque(maxlen=max_events)  # the newest: bounded memory
         self.connected = False
         self.version = 0  # changes whenever stored data or counters change
         self.subscription: Any = None
@@ -199,9 +201,13 @@ class PVRecorder:
         self._py_type = type(value)
         return value
 
+    def _sample_limit(self, kind: PVKind, width: int | None) -> int:
+        """The memory guard: at most `max_bytes` of buffer for samples of `width` elements."""
+        per_sample = (width or 1) * kind.dtype.itemsize + 16
+        return min(self.max_samples, max(1, self.max_bytes // per_sample))
+
     def _setup(self, kind: PVKind, update: Value) -> None:
-        per_sample = (kind.width or 1) * kind.dtype.itemsize + 16
-        max_samples = min(self.max_samples, max(1, self.max_bytes // per_sample))
+        max_samples = self._sample_limit(kind, kind.width)
         if max_samples < self.max_samples:
             self._event("limited", f"buffer limited to {max_samples} samples by memory_limit_mb")
         with self.lock:
@@ -235,13 +241,32 @@ class PVRecorder:
 
     def _store(self, value: Any, seconds: int, nanoseconds: int, severity: int, status: int) -> None:
         with self.lock:
+            if self.kind.width is not None and len(value) > self.kind.width:  # type: ignore[union-attr]
+                self._widen(len(value))  # before the append: the wider row must fit
             kept = self.buffer.append(value, seconds, nanoseconds, severity, status)  # type: ignore[union-attr]
-            if self.buffer.width != self.kind.width:  # type: ignore[union-attr]  # widened for longer rows
-                self.kind = PVKind(self.kind.kind, self.kind.code, self.buffer.width)  # type: ignore[union-attr]
             self.counters["stored"] += 1
             if not kept:
                 self.counters["dropped"] += 1
             self.version += 1
+
+    def _widen(self, width: int) -> None:
+        """Longer waveform rows (called under the lock): the buffer gets the new width and the
+        memory guard's sample limit for it, dropping the oldest rows beyond that limit."""
+        kind, buffer = self.kind, self.buffer
+        assert kind is not None and buffer is not None
+        before = buffer.max_samples
+        dropped = buffer.widen(width, self._sample_limit(kind, width))
+        self.kind = PVKind(kind.kind, kind.code, width)
+        if buffer.max_samples < before:
+            self.counters["dropped"] += dropped
+            self.events.append(Event(time.time(), "limited", f"buffer limited to {buffer.max_samples} samples "
+                                     f"by memory_limit_mb for rows of {width}; {dropped} oldest dropped"))
+
+    def keep_events(self, max_events: int) -> None:
+        """Keep the newest `max_events` events from now on (the newest of those held, too)."""
+        with self.lock:
+            if self.events.maxlen != max_events:
+                self.events = deque(self.events, maxlen=max_events)
 
     def _on_exception(self, exc: Exception) -> None:
         if isinstance(exc, Disconnected):

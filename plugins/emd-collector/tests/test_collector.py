@@ -225,6 +225,7 @@ def test_missing_pv_is_reported_and_the_rest_recorded(prefix, sources, run_devic
         ({"publish_period": 0}, "publish_period must be between"),
         ({"history_limit": 0}, "history_limit must be between 1 and 100000, got 0"),
         ({"history_limit": 100_001}, "history_limit must be between 1 and 100000, got 100001"),
+        ({"max_events": 0}, "max_events must be between 1 and 100000, got 0"),
         ({"queue_size": 1}, "queue_size must be between 4"),
         ({"decimate_mode": "median"}, "mode must be one of mean, min, max, last"),
         ({"input_pvs": ["a"], "pv_options": ["a decimate=x"]}, "invalid literal"),
@@ -518,6 +519,45 @@ def test_updates_that_do_not_fit_are_rejected_never_fatal(prefix, sources, run_d
     assert client.state is emd.DeviceState.running
     sources.post("waveform", np.arange(2.0))
     wait_until(lambda: client.status(wave)["stored"] == 3, 10, "still recording")
+
+
+def test_a_widening_waveform_stays_within_the_memory_guard(prefix, sources, run_device):
+    """A much longer waveform row gets the memory guard's sample limit for the new width: the
+    oldest rows beyond it are dropped and counted, the newest kept, memory stays bounded."""
+    wave = sources.name("waveform")
+    client = collector(run_device, prefix, input_pvs=[wave], max_samples=1000, memory_limit_mb=1)
+    client.start()
+    wait_until(lambda: client.status(wave)["stored"] == 1, 10, "first (4 elements)")
+    for n in range(1, 10):
+        sources.post("waveform", np.full(4, float(n)))
+    wait_until(lambda: client.status(wave)["stored"] == 10, 10, "ten narrow rows")
+    wide = np.arange(20_000.0)  # 160,016 bytes a sample: 1 MiB holds 6
+    sources.post("waveform", wide)
+    wait_until(lambda: client.status(wave)["stored"] == 11, 10, "the wide row")
+    status = client.status(wave)
+    assert status["dropped"] == 5 and status["last_event"].startswith("limited buffer limited to 6 samples")
+    assert client.status()["memory_bytes"] <= 2**20
+    data = client.data(wave)
+    assert data["value"].shape == (6, 20_000) and list(data["length"]) == [4] * 5 + [20_000]
+    assert [row[0] for row in data["value"][:5]] == [5.0, 6.0, 7.0, 8.0, 9.0]
+    assert np.array_equal(data["value"][5], wide)
+
+
+def test_the_event_list_keeps_the_newest_max_events(prefix, sources, run_device, tmp_path):
+    """A PV whose every update is rejected adds an event each: the list keeps the newest
+    max_events, the counters count them all."""
+    small = sources.name("uint8")
+    client = collector(run_device, prefix, input_pvs=[small], max_events=3, data_dir=str(tmp_path))
+    client.start()
+    wait_until(lambda: client.status(small)["stored"] == 1, 10, "first sample")
+    sources.retype("uint8", NTScalar("as"), ["x1"])  # not storable: rejected, an event each
+    wait_until(lambda: client.status(small)["rejected"] == 1, 10, "first rejected")
+    for n in range(2, 7):
+        sources.post("uint8", [f"x{n}"])
+        wait_until(lambda: client.status(small)["rejected"] == n, 10, f"update {n} rejected")
+    events = load_npz(client.export("events.npz"))["arrays"][f"{small}/events"]
+    assert [str(kind) for kind in events["kind"]] == ["rejected"] * 3
+    assert client.status(small)["rejected"] == 6 and client.status(small)["stored"] == 1
 
 
 def test_clear_applies_a_new_max_samples(prefix, sources, run_device):
