@@ -224,12 +224,13 @@ there are fewer than 100 samples.
   unpolled (the lower unpolled figure), per get, against the CPU a bare p4p SharedPV (an
   NTScalarArray of 1000 doubles in `bench.bare_source`) spends per get of the same poller.
 - **ingest CPU per update, spooling to HDF5**: the same {full.poll_pvs} IOC records as the
-  polled rows, recorded by two collectors enabled in turn for twelve windows of
-  {2 * full.poll_seconds:g} s (ABBA ABBA ABBA): one with CONFIG `spool_file` set, spool_interval
+  polled rows, recorded by two collectors enabled in turn for eight windows of
+  {2 * full.poll_seconds:g} s (ABBA, then ABBA): one with CONFIG `spool_file` set, spool_interval
   {collector.SPOOL_INTERVAL:g} s (the default) and the emd-hdf5 spool defaults (no compression,
-  16 KiB chunks), one without. The spooling collector keeps its file open while disabled, as
-  it does in use; an untimed first window of each connects its channels (and makes the file
-  and its groups). Both collectors are pinned to one CPU, the IOC and the benchmark process to
+  16 KiB chunks), one without; halfway they swap roles (CONFIG), so that what differs between
+  the two processes does not count as spooling. The spooling collector keeps its file open
+  while disabled, as it does in use; an untimed first window of each role connects its
+  channels (and makes the file and its groups). Both collectors are pinned to one CPU, the IOC and the benchmark process to
   another. Each on window
   includes its last append, made when ENABLE goes False. Per interval the spool appends to four
   datasets of every PV (set the extent, hand HDF5 the column's last chunk, kept in memory:

@@ -414,13 +414,14 @@ def polling(pvs: int, seconds: float, polled: int = 5) -> list[Result]:
                "bare p4p SharedPV, 1000 doubles", unit="us"),
     ]
 
-def spooling(pvs: int, seconds: float, rounds: int = 12) -> list[Result]:
+def spooling(pvs: int, seconds: float, rounds: int = 8) -> list[Result]:
     """Two collectors recording the same `pvs` IOC records, one spooling to an HDF5 file, one
-    not, enabled in turn for `rounds` windows of `seconds` each (ABBA ABBA ABBA: a few windows per
-    side, as a window's CPU varies by 10-20 % here): CPU per update. The
-    spooling one keeps its file open while disabled (as a collector does), so after an untimed
-    first window of each (connecting; making the file and its groups), the windows measure
-    spooling itself. Both collectors on one CPU, the IOC and this process on another."""
+    not, enabled in turn for `rounds` windows of `seconds` each (ABBA ABBA ABBA: a few windows
+    per side, as a window's CPU varies by 10-20 % here): CPU per update. Halfway the two swap
+    roles, so what differs between the two processes themselves does not count as spooling.
+    The spooling one keeps its file open while disabled (as a collector does), so after an
+    untimed first window of each role (connecting; making the file and its groups), the windows
+    measure spooling itself. Both collectors on one CPU, the IOC and this process on another."""
     prefix = unique_prefix("bench-ioc")
     names = [f"{prefix}:s{n}" for n in range(pvs)]
     off: list[float] = []
@@ -428,25 +429,26 @@ def spooling(pvs: int, seconds: float, rounds: int = 12) -> list[Result]:
     with ExitStack() as stack:
         ioc_pid = ioc(stack, prefix, pvs)
         data = stack.enter_context(tempfile.TemporaryDirectory(prefix="emd-bench-"))
-        config = {"input_pvs": names, "max_samples": 100_000, "data_dir": data}
-        plain, plain_pid = device(stack, config)
-        spooling_one, spooling_pid = device(stack, {**config, "spool_file": "spool.h5",
-                                                    "spool_interval": SPOOL_INTERVAL})
-        stack.enter_context(separate_cpus([plain_pid, spooling_pid], [ioc_pid]))
-        # untimed first windows: a first ENABLE connects 200 channels (and makes the file and
-        # its groups), which cost as much as a window's recording
-        record(plain, plain_pid, SPOOL_INTERVAL)
-        record(spooling_one, spooling_pid, SPOOL_INTERVAL)
-        for i in range(rounds):
-            spool = i % 4 in (1, 2)
-            collector, pid = (spooling_one, spooling_pid) if spool else (plain, plain_pid)
-            cpu, received = record(collector, pid, seconds)
-            (on if spool else off).append(cpu / received * 1e6)
-            print(f"  spooling {'on ' if spool else 'off'}: {received} received "
-                  f"({received / (pvs * RATE * seconds):.1%} of PVs x rate x window), "
-                  f"{cpu / received * 1e6:.1f} us CPU per update")
-        size = (Path(data) / "spool.h5").stat().st_size / 1e6
-        print(f"  spool file: {size:.1f} MB")
+        config = {"input_pvs": names, "max_samples": 100_000, "data_dir": data,
+                  "spool_interval": SPOOL_INTERVAL}
+        first, second = device(stack, config), device(stack, config)
+        stack.enter_context(separate_cpus([first[1], second[1]], [ioc_pid]))
+        for half, (spooling_one, plain) in enumerate(((first, second), (second, first))):
+            plain[0].configure(spool_file="")  # closes the file it spooled to in the first half
+            spooling_one[0].configure(spool_file=f"spool{half}.h5")
+            # untimed: a first ENABLE connects 200 channels, a first append makes the file and
+            # its groups; either costs as much as a window's recording
+            record(*plain, SPOOL_INTERVAL)
+            record(*spooling_one, SPOOL_INTERVAL)
+            for i in range(rounds // 2):
+                spool = i % 4 in (1, 2)
+                cpu, received = record(*(spooling_one if spool else plain), seconds)
+                (on if spool else off).append(cpu / received * 1e6)
+                print(f"  spooling {'on ' if spool else 'off'}: {received} received "
+                      f"({received / (pvs * RATE * seconds):.1%} of PVs x rate x window), "
+                      f"{cpu / received * 1e6:.1f} us CPU per update")
+        size = sum(path.stat().st_size for path in Path(data).glob("spool*.h5")) / 1e6
+        print(f"  spool files: {size:.1f} MB")
     return [Result(f"ingest CPU per update, {pvs} PVs, spooling to HDF5 every "
                    f"{SPOOL_INTERVAL:g} s", on, off, "a collector not spooling, same PVs",
                    target=SPOOL_TARGET, unit="us")]
