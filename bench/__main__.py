@@ -141,9 +141,15 @@ def merged(only: list[str], results: list[Result], settings: str, seconds: float
     names = ", ".join(only)
     note = (f"The rows of {names} are from `python -m bench --only {' '.join(only)}`, run "
             f"{now()} ({settings}; {seconds:.0f} s).")
-    kept = [line for line in head.rstrip("\n").split("\n")  # earlier notes these rows replace
-            if not ((m := re.match(r"The rows of (.*) are from `python -m bench --only ", line))
-                    and set(m.group(1).split(", ")) <= set(only))]
+    kept = []
+    for line in head.rstrip("\n").split("\n"):  # earlier notes: drop the rows replaced now
+        m = re.match(r"The rows of (.*?) are from (`python -m bench --only .*)", line)
+        if m:
+            left = [name for name in m.group(1).split(", ") if name not in only]
+            if not left:
+                continue
+            line = f"The rows of {', '.join(left)} are from {m.group(2)}"
+        kept.append(line)
     return "\n".join(kept).rstrip("\n") + "\n\n" + note + "\n", rows
 
 
@@ -182,16 +188,21 @@ there are fewer than 100 samples.
   {full.ingest_seconds:g} s): a real softIoc (`IocProcess`) serves counting calc records
   (`SCAN .1 second`, `CALC A+1` of their own VAL), so consecutive updates of a record differ by
   exactly 1. A `collect.Collector` (`emd device run`, `max_samples` 1000, `queue_size` 1000)
-  is enabled, left for the window and disabled; its CPU time (utime + stime of /proc/PID/stat,
-  all threads) from the ENABLE put to the return of the disable put, per update received
-  (STATUS). Baseline, in two windows of half that length, just before and just after the
-  collector's (the IOC runs throughout): `python -m bench.bare_monitor` subscribes to the same
-  PVs with `p4p.client.thread.Context('pva', nt=False)` and a callback that only counts, over
-  the same kind of window (subscribe, wait, close). Unpinned, as the target was set (pinning
-  both sides to one CPU and the IOC to the other lowers both, the thread client's more: about
-  20 us against the collector's 25 us in a trial run). Loss: the recording is exported (EXPORT, .npz) and
-  every PV's values are checked; "sent" counts the IOC's updates between each PV's first and
-  last stored one, from the values themselves.
+  is enabled and, after {collector.SETTLE:g} s (its 1000 channels connected), its CPU time
+  (utime + stime of /proc/PID/stat, all threads) is taken over the window, then it is
+  disabled; per update received in the window (the exported samples stamped inside it).
+  Baseline, in two windows of half that length, just before and just after the collector's
+  (the IOC runs throughout): `python -m bench.bare_monitor` subscribes to the same PVs with
+  `p4p.client.thread.Context('pva', nt=False)` and a callback that only counts; after the same
+  settling time, its CPU and count over the window. So neither side's figure holds subscribing
+  or unsubscribing, only steady monitoring. Each bare window is a fresh process, killed after
+  it: closing 1000 thread-client subscriptions while updates arrive hung (in p4p)
+  once in a few windows. Unpinned, as the target was set (pinning both sides to one CPU and
+  the IOC to the other lowers both, the thread client's more: about 20 us against the
+  collector's 25 us in a trial run). The three windows run twice (a window's CPU varies by
+  about 10 % here); medians of the two rounds. Loss: the first round's recording is exported
+  (EXPORT, .npz) and every PV's values are checked; "sent" counts the IOC's updates between
+  each PV's first and last stored one, from the values themselves.
 - **memory per stored scalar sample**: STATUS `memory_bytes / samples` after the ingest,
   against the 24 bytes of one sample's data.
 - **retrieval**: one PV, an NTScalar double served by `python -m bench.bare_source`, posted as
