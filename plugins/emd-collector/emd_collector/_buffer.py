@@ -71,33 +71,30 @@ class RingBuffer:
         """Make room for longer waveforms: rows keep their values and lengths. `max_samples`
         (at most the current limit) is the limit for the wider rows: the oldest rows beyond it
         are dropped. Returns how many were dropped."""
-        old = self.columns()
         self.max_samples = min(self.max_samples, max_samples)
         dropped = max(0, self.count - self.max_samples)
-        kept = self.count - dropped
         self.width = width
-        self._allocate(min(self.capacity, self.max_samples))
-        self.start, self.count = 0, kept
-        self.value[:kept, : old["value"].shape[1]] = old["value"][dropped:]
-        self.seconds[:kept] = old["secondsPastEpoch"][dropped:]
-        self.nanoseconds[:kept] = old["nanoseconds"][dropped:]
-        self.severity[:kept] = old["severity"][dropped:]
-        self.status[:kept] = old["status"][dropped:]
-        self.length[:kept] = old["length"][dropped:]  # type: ignore[index]
+        self._reallocate(min(self.capacity, self.max_samples), first=dropped)
         return dropped
 
     def _grow(self) -> None:
-        old = self.columns()
-        self._allocate(min(max(self.capacity + 1, int(self.capacity * GROWTH)), self.max_samples))
-        n = self.count
-        self.start = 0
-        self.value[:n] = old["value"]
-        self.seconds[:n] = old["secondsPastEpoch"]
-        self.nanoseconds[:n] = old["nanoseconds"]
-        self.severity[:n] = old["severity"]
-        self.status[:n] = old["status"]
-        if self.length is not None:
-            self.length[:n] = old["length"]
+        self._reallocate(min(max(self.capacity + 1, int(self.capacity * GROWTH)), self.max_samples))
+
+    def _reallocate(self, capacity: int, first: int = 0) -> None:
+        """New arrays of `capacity` rows (of the current width) holding the samples from the
+        `first` oldest on, the oldest in row 0."""
+        old = self.columns(first)
+        self._allocate(capacity)
+        self.start, self.count = 0, len(old["secondsPastEpoch"])
+        n, value = self.count, old.pop("value")
+        if value.ndim == 2:  # rows narrower than a widened buffer are padded
+            self.value[:n, : value.shape[1]] = value
+        else:
+            self.value[:n] = value
+        new = {"secondsPastEpoch": self.seconds, "nanoseconds": self.nanoseconds,
+               "severity": self.severity, "status": self.status, "length": self.length}
+        for name, column in old.items():
+            new[name][:n] = column  # type: ignore[index]
 
     def columns(self, first: int = 0) -> dict[str, np.ndarray]:
         """Copies of the columns, oldest sample first (from the `first` oldest on)."""
