@@ -204,13 +204,14 @@ there are fewer than 100 samples.
   (EXPORT, .npz) and every PV's values are checked; "sent" counts the IOC's updates between
   each PV's first and last stored one, from the values themselves.
 - **memory per stored scalar sample**: STATUS `memory_bytes / samples` after the ingest,
-  against the 24 bytes of one sample's data.
+  against the 20 bytes of one sample's data (value 8, time_ns 8, severity 2, status 2).
 - **retrieval**: one PV, an NTScalar double served by `python -m bench.bare_source`, posted as
   fast as it can in chunks of {collector.CHUNK:,} (each once the previous one was received;
   the collector runs with `queue_size` 100000, `max_samples` 1000000), recorded to
   {" and ".join(f"{n:,}" for n in full.sizes)} samples. At each size: gets of `OUT:<pv>` with
-  `field(value,secondsPastEpoch,nanoseconds,severity,status)` (28 bytes per sample) against
-  gets of an NTScalarArray of as many doubles (8 bytes each) served by the same bare process,
+  `field(value,time_ns,alarm_row,alarm_severity,alarm_status)` (every column: 16 bytes per
+  sample, and 12 bytes per alarm change; this source raises no alarm) against gets of an NTScalarArray of as
+  many doubles (8 bytes each) served by the same bare process,
   alternating, on channels already connected; first gets, each from a new Context (a new
   channel, for which the collector builds its OUT value). At the first size also gets of
   `field(history)` (the structure array), against the same bare array.
@@ -249,11 +250,11 @@ there are fewer than 100 samples.
   PVs the cost per update falls as the interval grows.
 - **HDF5 export** ({hdf5.pvs} PVs x {hdf5.samples:,} samples, median of {hdf5.runs} runs per
   side): a `Recording` built in the benchmark process from NumPy arrays (per PV float64 value,
-  int64 secondsPastEpoch, int32 nanoseconds, int16 severity and status; no EPICS), exported
+  int64 time_ns, int16 severity and status, as the collector stores them; no EPICS), exported
   with `emd_hdf5.Hdf5Exporter().export()` (compression gzip level {hdf5_export.LEVEL}, lzf or
   none, `chunk_bytes` {hdf5_export.CHUNK_BYTES:,}), against plain h5py writing, to a file of its
-  own, one group per PV with the datasets that carry the data: time (int64 ns from seconds and
-  nanoseconds, computed as the exporter does), value, alarm_severity and alarm_status, with
+  own, one group per PV with the datasets that carry the data: time, value, alarm_severity
+  and alarm_status, with
   the exporter's chunk rows (`chunk_bytes` // item size), compression and shuffle. Once per
   compression, untimed, both files are written and compared dataset by dataset (shape, dtype,
   chunks, filters, data); then the two sides alternate, each file removed after its run (all

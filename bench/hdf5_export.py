@@ -1,10 +1,10 @@
 """Hdf5Exporter (emd-hdf5) against plain h5py writing the same arrays.
 
 A Recording of scalar double PVs is built here from NumPy arrays (no EPICS): per PV a float64
-value, int64 secondsPastEpoch, int32 nanoseconds, int16 severity and int16 status column.
+value, int64 time_ns, int16 severity and int16 status column, as the collector stores them.
 ``Hdf5Exporter.export`` writes it as a NeXus file; the baseline writes, with h5py alone, the
-four datasets that carry the data (time as int64 ns computed from seconds and nanoseconds as
-the exporter does, value, alarm_severity, alarm_status), one group per PV, with the same chunk
+four datasets that carry the data (time, value, alarm_severity, alarm_status), one group per
+PV, with the same chunk
 shapes (rows computed as ``Hdf5Exporter._chunk_rows`` does for the same chunk_bytes) and the
 same compression and shuffle filters. The ratio is what the exporter adds to the bare writes:
 its NeXus metadata, cues and statistics, and the atomic write (temporary file, rename).
@@ -41,7 +41,7 @@ CHUNK_BYTES = 1 << 20
 DATASETS = ("time", "value", "alarm_severity", "alarm_status")
 """The datasets of every PV's group that both sides write."""
 START = 1_767_225_600
-"""2026-01-01T00:00:00Z: secondsPastEpoch of every PV's first sample."""
+"""2026-01-01T00:00:00Z: the second of every PV's first sample."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,7 @@ def recording(pvs: int, samples: int) -> Recording:
         alarm = (np.sin(steps / (5000.0 + 100 * n)) > 0.95).astype(np.int16)
         columns = {
             "value": np.round(np.sin(steps / 1000.0 + n) * 10 + rng.normal(0, 0.01, samples), 4),
-            "secondsPastEpoch": times // 1_000_000_000,
-            "nanoseconds": (times % 1_000_000_000).astype(np.int32),
+            "time_ns": times,
             "severity": alarm,  # MINOR
             "status": alarm * np.int16(3),  # HIGH
         }
@@ -107,8 +106,7 @@ def write_plain(recorded: Recording, path: Path, compression: str) -> None:
             group = entry.create_group(f"pv{n}")
             columns = pv.columns
             arrays = {
-                "time": columns["secondsPastEpoch"].astype(np.int64) * 1_000_000_000
-                + columns["nanoseconds"],
+                "time": columns["time_ns"],
                 "value": columns["value"],
                 "alarm_severity": columns["severity"],
                 "alarm_status": columns["status"],

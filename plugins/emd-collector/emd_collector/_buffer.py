@@ -1,5 +1,5 @@
-"""RingBuffer: the columnar storage of one recorded PV (value, seconds, nanoseconds, alarm
-severity and status), NumPy arrays that grow on demand up to a fixed number of samples and then
+"""RingBuffer: the columnar storage of one recorded PV (value, timestamp in nanoseconds since the
+epoch, alarm severity and status), NumPy arrays that grow on demand up to a fixed number of samples and then
 drop the oldest."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-COLUMNS = ("value", "secondsPastEpoch", "nanoseconds", "severity", "status")
+COLUMNS = ("value", "time_ns", "severity", "status")
 INITIAL_CAPACITY = 64
 GROWTH = 1.5  # a buffer never holds much more room than samples (memory per sample stays low)
 
@@ -33,17 +33,18 @@ class RingBuffer:
     def _allocate(self, capacity: int) -> None:
         shape = (capacity,) if self.width is None else (capacity, self.width)
         self.value = np.full(shape, self._padding, dtype=self.dtype)
-        self.seconds = np.zeros(capacity, dtype=np.int64)
-        self.nanoseconds = np.zeros(capacity, dtype=np.int32)
+        # one int64 of ns since 1970-01-01 UTC (exact until 2262): 8 bytes where the source's
+        # seconds and nanoseconds take 12, and what clients and NeXus want anyway
+        self.time_ns = np.zeros(capacity, dtype=np.int64)
         self.severity = np.zeros(capacity, dtype=np.int16)
         self.status = np.zeros(capacity, dtype=np.int16)
         self.length = np.zeros(capacity, dtype=np.int32) if self.width is not None else None
 
     @property
     def capacity(self) -> int:
-        return len(self.seconds)
+        return len(self.time_ns)
 
-    def append(self, value: Any, seconds: int, nanoseconds: int, severity: int, status: int) -> bool:
+    def append(self, value: Any, time_ns: int, severity: int, status: int) -> bool:
         """Store one sample; False if the buffer was full and the oldest sample was dropped."""
         if self.count == self.capacity and self.capacity < self.max_samples:
             self._grow()
@@ -61,8 +62,7 @@ class RingBuffer:
             self.count += 1
         else:
             self.start = (self.start + 1) % self.capacity
-        self.seconds[i] = seconds
-        self.nanoseconds[i] = nanoseconds
+        self.time_ns[i] = time_ns
         self.severity[i] = severity
         self.status[i] = status
         return kept
@@ -85,14 +85,14 @@ class RingBuffer:
         `first` oldest on, the oldest in row 0."""
         old = self.columns(first)
         self._allocate(capacity)
-        self.start, self.count = 0, len(old["secondsPastEpoch"])
+        self.start, self.count = 0, len(old["time_ns"])
         n, value = self.count, old.pop("value")
         if value.ndim == 2:  # rows narrower than a widened buffer are padded
             self.value[:n, : value.shape[1]] = value
         else:
             self.value[:n] = value
-        new = {"secondsPastEpoch": self.seconds, "nanoseconds": self.nanoseconds,
-               "severity": self.severity, "status": self.status, "length": self.length}
+        new = {"time_ns": self.time_ns, "severity": self.severity, "status": self.status,
+               "length": self.length}
         for name, column in old.items():
             new[name][:n] = column  # type: ignore[index]
 
@@ -101,8 +101,7 @@ class RingBuffer:
         order = (np.arange(first, self.count) + self.start) % self.capacity if self.count else np.arange(0)
         columns = {
             "value": self.value[order],
-            "secondsPastEpoch": self.seconds[order],
-            "nanoseconds": self.nanoseconds[order],
+            "time_ns": self.time_ns[order],
             "severity": self.severity[order],
             "status": self.status[order],
         }
@@ -119,7 +118,7 @@ class RingBuffer:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.value, self.seconds, self.nanoseconds, self.severity, self.status]
+        arrays = [self.value, self.time_ns, self.severity, self.status]
         return sum(a.nbytes for a in arrays) + (self.length.nbytes if self.length is not None else 0)
 
     def clear(self) -> None:

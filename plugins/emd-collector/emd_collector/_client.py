@@ -20,7 +20,9 @@ from p4p import Type, Value
 
 import epics_meta_devices as emd
 
-COLUMNS = "value,secondsPastEpoch,nanoseconds,severity,status,length,width,choices,kind"
+from ._output import expand_alarms
+
+COLUMNS = "value,time_ns,alarm_row,alarm_severity,alarm_status,length,width,choices,kind"
 HISTORY_ARGS = Type([("pv", "s"), ("start", "d"), ("end", "d"), ("max_points", "l")])
 
 
@@ -47,14 +49,17 @@ class CollectorClient(emd.DeviceClient):
         return self.get_pv(f"OUT:{pv}", request=request)
 
     def data(self, pv: str) -> dict[str, np.ndarray]:
-        """The recorded columns of `pv` as NumPy arrays (value, secondsPastEpoch, nanoseconds,
-        severity, status, and time in seconds); waveforms as 2-D ``value``."""
+        """The recorded columns of `pv` as NumPy arrays: value, time_ns (ns since the epoch),
+        time (s since the epoch, float), severity and status (per sample); waveforms as 2-D
+        ``value`` with ``length``."""
         out = self.get_pv(f"OUT:{pv}", request=f"field({COLUMNS})")
-        columns = {name: np.asarray(out[name]) for name in ("value", "secondsPastEpoch", "nanoseconds", "severity", "status")}
+        columns = {"value": np.asarray(out["value"]), "time_ns": np.asarray(out["time_ns"])}
+        columns["time"] = columns["time_ns"] * 1e-9
+        columns["severity"], columns["status"] = expand_alarms(
+            out["alarm_row"], out["alarm_severity"], out["alarm_status"], len(columns["time_ns"]))
         if out["kind"] == "waveform" and out["width"]:
             columns["value"] = columns["value"].reshape(-1, out["width"])
             columns["length"] = np.asarray(out["length"])
-        columns["time"] = columns["secondsPastEpoch"] + columns["nanoseconds"] * 1e-9
         return columns
 
     def history(self, pv: str, start: float = 0.0, end: float = 0.0, max_points: int = 0) -> dict[str, np.ndarray]:

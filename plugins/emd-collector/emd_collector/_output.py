@@ -40,16 +40,18 @@ def element_type(kind: PVKind) -> Type:
 @lru_cache(maxsize=None)
 def out_type(kind: PVKind) -> Type:
     """OUT:<pv>: ``history`` (value, alarm, timeStamp per update, as the source served them)
-    and the same data as columns, which a client can ask for alone with a pvRequest."""
+    and the same data as columns, which a client can ask for alone with a pvRequest. The alarm
+    columns hold only changes (the row each alarm state begins at): alarms change seldom, and
+    per-sample columns would add a quarter to every get of value and time."""
     column = "a" + kind.code  # waveforms: flattened, `width` values per sample
     return Type(
         [
             ("history", ("aS", None, _element_fields(kind))),
             ("value", column),
-            ("secondsPastEpoch", "al"),
-            ("nanoseconds", "ai"),
-            ("severity", "ai"),
-            ("status", "ai"),
+            ("time_ns", "al"),
+            ("alarm_row", "al"),
+            ("alarm_severity", "ah"),
+            ("alarm_status", "ah"),
             ("length", "ai"),
             ("width", "i"),
             ("choices", "as"),
@@ -62,7 +64,7 @@ def out_type(kind: PVKind) -> Type:
 
 @lru_cache(maxsize=None)  # one type object per kind: post() needs the exact type of open()
 def table_nt(kind: PVKind) -> NTTable:
-    columns = [("time", "d"), ("secondsPastEpoch", "l"), ("nanoseconds", "i")]
+    columns = [("time", "d"), ("time_ns", "l")]
     if kind.kind != "waveform":  # NTTable columns are 1-D: waveforms stay in OUT:<pv>
         columns.append(("value", kind.code))
     return NTTable(columns + [("severity", "i"), ("status", "i")])
@@ -86,7 +88,7 @@ class HistoryElements:
         if cursor[0] != self.cursor[0]:  # cleared, or a new buffer: nothing made is current
             self.elements.clear()
             self.cursor = (cursor[0], 0)
-        stored = len(columns.get("secondsPastEpoch", ()))
+        stored = len(columns.get("time_ns", ()))
         new = min(cursor[1] - self.cursor[1], stored, self.limit)
         self.cursor = cursor
         if new <= 0:
@@ -96,33 +98,49 @@ class HistoryElements:
         plain = values.tolist() if self.kind.kind != "waveform" \
             else [row[:length] for row, length in zip(values, columns["length"][rows])]
         made = element_type(self.kind)
+        seconds, nanoseconds = np.divmod(columns["time_ns"][rows], 1_000_000_000)
         self.elements.extend(
             Value(made, {"value": v, "alarm": {"severity": sev, "status": st},
                          "timeStamp": {"secondsPastEpoch": s, "nanoseconds": ns}})
             for v, sev, st, s, ns in zip(plain, columns["severity"][rows].tolist(), columns["status"][rows].tolist(),
-                                         columns["secondsPastEpoch"][rows].tolist(),
-                                         columns["nanoseconds"][rows].tolist()))
+                                         seconds.tolist(), nanoseconds.tolist()))
         return list(self.elements)
+
+
+def alarm_changes(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The alarm columns as changes: the rows where severity or status differ from the row
+    before (always row 0), and the severity and status from each of those rows on."""
+    severity, status = columns["severity"], columns["status"]
+    changed = (severity[1:] != severity[:-1]) | (status[1:] != status[:-1])
+    rows = np.concatenate(([0], np.flatnonzero(changed) + 1))
+    return rows, severity[rows], status[rows]
+
+
+def expand_alarms(rows: np.ndarray, severity: np.ndarray, status: np.ndarray, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample severity and status from the changes of `alarm_changes` (for clients)."""
+    repeats = np.diff(np.append(np.asarray(rows, np.int64), samples))
+    return np.repeat(severity, repeats), np.repeat(status, repeats)
 
 
 def out_value(recorder: PVRecorder, columns: dict[str, np.ndarray], history: list[Value]) -> Value:
     """The OUT value: `history` (from HistoryElements), and all samples as columns (a structure
     array costs ~50x more per sample to build and send)."""
     kind = recorder.kind or DEFAULT_KIND
-    if not len(columns.get("secondsPastEpoch", ())):
+    if not len(columns.get("time_ns", ())):
         # every field set (to empty): post() keeps fields a value leaves unmarked
-        empty = {"history": [], "value": [], "secondsPastEpoch": [], "nanoseconds": [], "severity": [],
-                 "status": [], "length": []}
+        empty = {"history": [], "value": [], "time_ns": [], "alarm_row": [], "alarm_severity": [],
+                 "alarm_status": [], "length": []}
         return Value(out_type(kind), {**empty, "width": kind.width or 0, "choices": recorder.choices,
                                       "units": recorder.units, "kind": kind.kind})
     values = columns["value"]
+    rows, severity, status = alarm_changes(columns)
     return Value(out_type(kind), {
         "history": history,
         "value": values.reshape(-1) if kind.kind == "waveform" else values,
-        "secondsPastEpoch": columns["secondsPastEpoch"],
-        "nanoseconds": columns["nanoseconds"],
-        "severity": columns["severity"].astype(np.int32),
-        "status": columns["status"].astype(np.int32),
+        "time_ns": columns["time_ns"],
+        "alarm_row": rows,
+        "alarm_severity": severity,
+        "alarm_status": status,
         "length": columns.get("length", np.zeros(0, np.int32)),
         "width": kind.width or 0,
         "choices": recorder.choices,
@@ -133,12 +151,11 @@ def out_value(recorder: PVRecorder, columns: dict[str, np.ndarray], history: lis
 
 def table_rows(kind: PVKind, columns: dict[str, np.ndarray]) -> dict[str, Any]:
     """Columns for an NTTable (as NTTable.wrap takes them: one dict of arrays)."""
-    if not len(columns.get("secondsPastEpoch", ())):
+    if not len(columns.get("time_ns", ())):
         return {}
     rows = {
-        "time": columns["secondsPastEpoch"] + columns["nanoseconds"] * 1e-9,
-        "secondsPastEpoch": columns["secondsPastEpoch"],
-        "nanoseconds": columns["nanoseconds"],
+        "time": columns["time_ns"] * 1e-9,
+        "time_ns": columns["time_ns"],
         "severity": columns["severity"].astype(np.int32),
         "status": columns["status"].astype(np.int32),
     }
@@ -176,14 +193,14 @@ def select(columns: dict[str, np.ndarray], kind: PVKind, start: float, end: floa
     """The samples with start <= time <= end (0: open end); above `max_points`, min/max
     decimation: per bucket the smallest and the largest value, in time order (as the Archiver
     Appliance's mean/min/max operators, keeping extremes visible)."""
-    if not len(columns.get("secondsPastEpoch", ())):
+    if not len(columns.get("time_ns", ())):
         return columns
-    times = columns["secondsPastEpoch"] + columns["nanoseconds"] * 1e-9
+    times = columns["time_ns"]
     mask = np.ones(len(times), dtype=bool)
     if start:
-        mask &= times >= start
+        mask &= times >= round(start * 1e9)
     if end:
-        mask &= times <= end
+        mask &= times <= round(end * 1e9)
     index = np.flatnonzero(mask)
     if max_points and len(index) > max_points:
         if kind.numeric and max_points >= 2:

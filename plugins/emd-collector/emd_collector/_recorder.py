@@ -108,10 +108,10 @@ class PVRecorder:
         self.connected = False
         self.version = 0  # changes whenever stored data or counters change
         self.subscription: Any = None
-        self._last_time = (0, 0)
+        self._last_time = 0  # ns since the epoch
         self._last_tag = 0
         self._last_stored: float | None = None
-        self._pending: list[tuple[float, int, int, int, int]] = []
+        self._pending: list[tuple[float, int, int, int]] = []
         self._py_type: type | None = None
 
     # -- subscription -----------------------------------------------------------------------------
@@ -162,20 +162,19 @@ class PVRecorder:
                 return
         if self.kind.kind == "enum":  # type: ignore[union-attr]
             value = value["index"]
-        seconds = update["timeStamp.secondsPastEpoch"]
-        nanoseconds = update["timeStamp.nanoseconds"]
+        stamp = update["timeStamp.secondsPastEpoch"] * 1_000_000_000 + update["timeStamp.nanoseconds"]
         tag = update["timeStamp.userTag"]
-        if (seconds, nanoseconds) < self._last_time:
+        if stamp < self._last_time:
             self.counters["time_reversals"] += 1  # kept, in arrival order (see docs)
-        self._last_time = (seconds, nanoseconds)
+        self._last_time = stamp
         if tag and self._last_tag and tag != self._last_tag + 1:
             self.counters["gaps"] += 1  # the source numbers its updates in userTag: some are missing
         self._last_tag = tag
         severity, status = update["alarm.severity"], update["alarm.status"]
         if self.processing.active and self.kind.numeric:  # type: ignore[union-attr]
-            self._process(float(value), seconds, nanoseconds, severity, status)
+            self._process(float(value), stamp, severity, status)
         else:
-            self._store(value, seconds, nanoseconds, severity, status)
+            self._store(value, stamp, severity, status)
 
     def _check_kind(self, update: Value, value: Any) -> Any:
         """First update: set up the buffer. Later: a type change. Numeric scalars are converted
@@ -203,7 +202,8 @@ class PVRecorder:
 
     def _sample_limit(self, kind: PVKind, width: int | None) -> int:
         """The memory guard: at most `max_bytes` of buffer for samples of `width` elements."""
-        per_sample = (width or 1) * kind.dtype.itemsize + 16
+        # + time 8, severity 2, status 2 (and a waveform's length 4)
+        per_sample = (width or 1) * kind.dtype.itemsize + (12 if width is None else 16)
         return min(self.max_samples, max(1, self.max_bytes // per_sample))
 
     def _setup(self, kind: PVKind, update: Value) -> None:
@@ -220,30 +220,30 @@ class PVRecorder:
             if "display" in update.keys() and "units" in update["display"].keys():
                 self.units = update["display.units"]
 
-    def _process(self, value: float, seconds: int, nanoseconds: int, severity: int, status: int) -> None:
+    def _process(self, value: float, time_ns: int, severity: int, status: int) -> None:
         processing = self.processing
         if processing.decimate > 1:
-            self._pending.append((value, seconds, nanoseconds, severity, status))
+            self._pending.append((value, time_ns, severity, status))
             if len(self._pending) < processing.decimate:
                 self.counters["filtered"] += 1
                 return
             values = np.array([p[0] for p in self._pending])
-            worst = max(self._pending, key=lambda p: p[3])
+            worst = max(self._pending, key=lambda p: p[2])
             value = float(AGGREGATES[processing.mode](values))
-            severity, status = worst[3], worst[4]
+            severity, status = worst[2], worst[3]
             self._pending.clear()
         if processing.deadband > 0 and self._last_stored is not None and not math.isnan(value):
             if abs(value - self._last_stored) <= processing.deadband:
                 self.counters["filtered"] += 1
                 return
         self._last_stored = value
-        self._store(value, seconds, nanoseconds, severity, status)
+        self._store(value, time_ns, severity, status)
 
-    def _store(self, value: Any, seconds: int, nanoseconds: int, severity: int, status: int) -> None:
+    def _store(self, value: Any, time_ns: int, severity: int, status: int) -> None:
         with self.lock:
             if self.kind.width is not None and len(value) > self.kind.width:  # type: ignore[union-attr]
                 self._widen(len(value))  # before the append: the wider row must fit
-            kept = self.buffer.append(value, seconds, nanoseconds, severity, status)  # type: ignore[union-attr]
+            kept = self.buffer.append(value, time_ns, severity, status)  # type: ignore[union-attr]
             self.counters["stored"] += 1
             if not kept:
                 self.counters["dropped"] += 1

@@ -17,7 +17,8 @@ from ._recorder import Event
 
 @dataclass
 class RecordedPV:
-    """One input PV: its columns (oldest first), kind, counters and connection events."""
+    """One input PV: its columns (oldest first: value, time_ns, severity, status, and length
+    for waveforms), kind, counters and connection events."""
 
     name: str
     kind: str
@@ -30,7 +31,7 @@ class RecordedPV:
 
     @property
     def samples(self) -> int:
-        return len(self.columns.get("secondsPastEpoch", ()))
+        return len(self.columns.get("time_ns", ()))
 
 
 @dataclass

@@ -67,7 +67,7 @@ class Spooler:
             columns, dropped, self.cursors[name] = recorder.since(self.cursors.get(name, (0, 0)))
             if dropped:  # max_samples too small for one interval
                 self.log.warning("%d samples of %s were dropped before they were spooled", dropped, name)
-            if columns and len(columns["secondsPastEpoch"]) and recorder.kind is not None:
+            if columns and len(columns["time_ns"]) and recorder.kind is not None:
                 pvs[name] = RecordedPV(name, recorder.kind.kind, recorder.kind.code, columns,
                                        list(recorder.choices), recorder.units)
         self.spool.append(Recording(self.identity, self.config, pvs, [], time.time()))

@@ -102,6 +102,25 @@ def test_every_type_is_recorded_as_served(prefix, sources, run_device):
     assert table.getID() == "epics:nt/NTTable:1.0" and list(table.value.value) == [0.0, 1.5, -2.25]
 
 
+def test_alarms_are_served_as_changes_and_per_sample(prefix, sources, run_device):
+    name = sources.name("double")
+    client = collector(run_device, prefix, input_pvs=[name])
+    client.start()
+    wait_until(lambda: client.status(name)["stored"] == 1, 10, "the value at connection")
+    for value, severity, status in [(1.0, 0, 0), (2.0, 2, 3), (3.0, 2, 3), (4.0, 1, 3), (5.0, 0, 0)]:
+        sources.post("double", {"value": value, "alarm": {"severity": severity, "status": status}})
+    wait_until(lambda: client.status(name)["stored"] == 6, 10, "every update stored")
+    out = client.get(name, request="field(alarm_row,alarm_severity,alarm_status)")
+    assert (list(out.alarm_row), list(out.alarm_severity), list(out.alarm_status)) == \
+        ([0, 2, 4, 5], [0, 2, 1, 0], [0, 3, 3, 0])
+    data = client.data(name)
+    assert list(data["severity"]) == [0, 0, 2, 2, 1, 0] and list(data["status"]) == [0, 0, 3, 3, 3, 0]
+    assert [(v.alarm.severity, v.alarm.status) for v in client.get(name).history][2:5] == [(2, 3), (2, 3), (1, 3)]
+    table = client.get_pv(f"OUT:{name}:TABLE")
+    assert list(table.value.severity) == [0, 0, 2, 2, 1, 0]
+    assert np.array_equal(table.value.time_ns, data["time_ns"]) and np.allclose(table.value.time, data["time"])
+
+
 def test_a_burst_is_recorded_without_loss(prefix, sources, run_device):
     client = collector(run_device, prefix, input_pvs=[sources.name("int64")], queue_size=10000)
     client.start()
@@ -280,7 +299,7 @@ def test_history_range_query_with_min_max_decimation(prefix, sources, run_device
         sources.post("double", float(np.sin(n / 5) * n), timestamp=start + n)
     wait_until(lambda: client.status(name)["stored"] == 101, 10, "stored")
     window = client.history(name, start=start + 10, end=start + 19)
-    assert list(window["secondsPastEpoch"]) == [int(start) + n for n in range(10, 20)]
+    assert list(window["time_ns"]) == [(int(start) + n) * 10**9 for n in range(10, 20)]
     reduced = client.history(name, start=start, max_points=20)
     values = client.data(name)["value"][1:]
     assert len(reduced["value"]) <= 20

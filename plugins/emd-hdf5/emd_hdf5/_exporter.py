@@ -21,7 +21,7 @@ import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 import h5py
 import numpy as np
@@ -38,14 +38,6 @@ STRING = h5py.string_dtype()
 
 TIME_ATTRS = {"start": EPOCH, "units": "ns"}
 """Attributes of every time dataset: int64 nanoseconds since the epoch."""
-
-
-def epoch_nanoseconds(columns: Mapping[str, np.ndarray]) -> np.ndarray:
-    """A recording's secondsPastEpoch and nanoseconds columns as int64 ns since the epoch."""
-    nanoseconds = columns["secondsPastEpoch"].astype(np.int64)  # a copy: scaled in place,
-    nanoseconds *= 1_000_000_000                                  # no temporaries
-    nanoseconds += columns["nanoseconds"]
-    return nanoseconds
 
 
 def filters(settings: Mapping[str, Any], dtype: Any) -> dict[str, Any]:
@@ -132,23 +124,22 @@ class Hdf5Exporter:
                             "HDF5_Version": h5py.version.hdf5_version, "h5py_version": h5py.__version__})
             entry = f.create_group("entry")
             entry.attrs["NX_class"] = "NXentry"
-            starts = [pv.columns["secondsPastEpoch"][0] for pv in recording.pvs.values() if pv.samples]
-            small_dataset(entry, "start_time", _iso(float(min(starts))) if starts
+            starts = [pv.columns["time_ns"][0] for pv in recording.pvs.values() if pv.samples]
+            small_dataset(entry, "start_time", _iso(min(starts) / 1e9) if starts
                           else _iso(recording.exported_at))
             small_dataset(entry, "end_time", _iso(recording.exported_at))
             self._identity(entry, recording)
             self._annotations(entry, recording)
             used: set[str] = set()
-            # The next PV's time column and statistics are computed in a second thread while
-            # this one writes: NumPy does that without the GIL, HDF5 (not thread-safe) is only
-            # used from here, and at most two PVs' derived arrays are in memory at a time.
+            # The next PV's statistics are computed in a second thread while this one writes:
+            # NumPy does that without the GIL, and HDF5 (not thread-safe) is only used from here.
             pvs = list(recording.pvs.values())
             with ThreadPoolExecutor(1, thread_name_prefix="emd-hdf5-export") as pool:
-                upcoming = pool.submit(_derived, pvs[0]) if pvs else None
+                upcoming = pool.submit(_statistics, pvs[0]) if pvs else None
                 for i, pv in enumerate(pvs):
-                    derived = upcoming.result()
-                    upcoming = pool.submit(_derived, pvs[i + 1]) if i + 1 < len(pvs) else None
-                    self._log(entry, pv, _unique_name(pv.name, used), settings, derived)
+                    statistics = upcoming.result()
+                    upcoming = pool.submit(_statistics, pvs[i + 1]) if i + 1 < len(pvs) else None
+                    self._log(entry, pv, _unique_name(pv.name, used), settings, statistics)
 
     @staticmethod
     def _identity(entry: h5py.Group, recording: Recording) -> None:
@@ -168,13 +159,13 @@ class Hdf5Exporter:
         small_dataset(notes, "value", np.array([a.value for a in recording.annotations], dtype=STRING))
 
     def _log(self, entry: h5py.Group, pv: RecordedPV, name: str, settings: dict[str, Any],
-             derived: _Derived) -> None:
+             statistics: dict[str, Any]) -> None:
         log = new_log(entry, pv, name)
         for counter, count in pv.counters.items():
             log.attrs[counter] = count
         columns = pv.columns
         n = pv.samples
-        nanoseconds = derived.nanoseconds
+        nanoseconds = columns.get("time_ns", np.zeros(0, np.int64))
         if n:
             values = columns["value"]
         else:
@@ -194,7 +185,7 @@ class Hdf5Exporter:
         cues = np.arange(0, n, rows, dtype=np.int64)
         small_dataset(log, "cue_index", cues)
         small_dataset(log, "cue_timestamp_zero", nanoseconds[cues]).attrs.update(TIME_ATTRS)
-        for name, value in derived.statistics.items():
+        for name, value in statistics.items():
             small_dataset(log, name, value)
         events = log.create_group("events")
         events.attrs["NX_class"] = "NXcollection"
@@ -237,24 +228,13 @@ def _write_chunks(dataset: h5py.Dataset, data: np.ndarray, rows: int) -> None:
         dataset.id.write_direct_chunk((full, *[0] * (data.ndim - 1)), last)
 
 
-class _Derived(NamedTuple):
-    """What the export computes from a PV's columns rather than copies."""
-
-    nanoseconds: np.ndarray
-    """The time column: int64 ns since the epoch."""
-    statistics: dict[str, Any]
+def _statistics(pv: RecordedPV) -> dict[str, Any]:
     """NXlog's minimum_value, maximum_value and average_value: numeric scalars only."""
-
-
-def _derived(pv: RecordedPV) -> _Derived:
-    if not pv.samples:
-        return _Derived(np.zeros(0, np.int64), {})
-    values = pv.columns["value"]
-    statistics = {}
-    if pv.kind == "scalar" and pv.code not in ("s", "?"):
-        statistics = {"minimum_value": values.min(), "maximum_value": values.max(),
-                      "average_value": values.mean(dtype=np.float64)}
-    return _Derived(epoch_nanoseconds(pv.columns), statistics)
+    values = pv.columns.get("value")
+    if not pv.samples or values is None or pv.kind != "scalar" or pv.code in ("s", "?"):
+        return {}
+    return {"minimum_value": values.min(), "maximum_value": values.max(),
+            "average_value": values.mean(dtype=np.float64)}
 
 
 def _unique_name(pv: str, used: set[str]) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 
 from emd_collector import RecordedPV, Recording
 
-from ._exporter import STRING, TIME_ATTRS, Hdf5Exporter, _unique_name, epoch_nanoseconds, filters, new_log
+from ._exporter import STRING, TIME_ATTRS, Hdf5Exporter, _unique_name, filters, new_log
 
 SWMR_AT_THE_LATEST = 3
 """Appends after which the file goes SWMR even if some input PVs have no group yet."""
@@ -97,7 +97,7 @@ class Hdf5Spool:
     @staticmethod
     def _extend(log: dict[str, _Column], pv: RecordedPV) -> None:
         columns = pv.columns
-        for name, data in (("time", epoch_nanoseconds(columns)), ("value", columns["value"]), ("length", columns.get("length")),
+        for name, data in (("time", columns["time_ns"]), ("value", columns["value"]), ("length", columns.get("length")),
                            ("alarm_severity", columns["severity"]), ("alarm_status", columns["status"])):
             if data is not None:
                 log[name].append(data)

@@ -13,7 +13,6 @@ import pytest
 import epics_meta_devices as emd
 from emd_collector import CollectorClient, RecordedPV, Recording
 from emd_hdf5 import Hdf5Exporter
-from emd_hdf5._exporter import epoch_nanoseconds
 from epics_meta_devices.testing import SourcePVs, wait_until
 
 
@@ -64,8 +63,7 @@ def test_every_dtype_round_trips(recorded):
                 assert [v.decode() for v in stored] == list(data["value"])
             else:
                 assert np.array_equal(stored, data["value"]) and stored.dtype == data["value"].dtype, kind
-            expected_ns = data["secondsPastEpoch"].astype(np.int64) * 1_000_000_000 + data["nanoseconds"]
-            assert np.array_equal(log["time"][()], expected_ns)
+            assert np.array_equal(log["time"][()], data["time_ns"])
             assert log["time"].attrs["units"] == "ns" and log["time"].attrs["start"] == "1970-01-01T00:00:00Z"
             assert np.array_equal(log["alarm_severity"][()], data["severity"])
             assert log.attrs["stored"] == 3 and [k.decode() for k in log["events"]["kind"][()]] == ["connected", "disconnected"]
@@ -147,7 +145,7 @@ def test_emd_export_command(recorded):
 def synthetic_recording(rows: int) -> Recording:
     """A recording built from arrays, `rows` samples per PV: many chunks at small chunk_bytes."""
     n = np.arange(rows)
-    base = {"secondsPastEpoch": 1_767_225_600 + n // 10, "nanoseconds": (n % 10 * 100_000_000).astype(np.int32),
+    base = {"time_ns": 1_767_225_600_000_000_000 + n * 100_000_000,
             "severity": (n % 3).astype(np.int16), "status": (n % 5).astype(np.int16)}
     columns = {
         "double": ("scalar", "d", {"value": n * 0.5 - 7.25}),
@@ -176,7 +174,7 @@ def test_every_row_of_many_chunks_is_written(tmp_path, compression):
             expected = pv.columns["value"].astype(str) if pv.code == "s" else pv.columns["value"]
             stored = log["value"].asstr()[()] if pv.code == "s" else log["value"][()]
             assert np.array_equal(stored, expected), name
-            assert np.array_equal(log["time"][()], epoch_nanoseconds(pv.columns))
+            assert np.array_equal(log["time"][()], pv.columns["time_ns"])
             assert np.array_equal(log["alarm_status"][()], pv.columns["status"])
             if pv.kind == "scalar" and pv.code not in "s?":
                 assert log["maximum_value"][()] == pv.columns["value"].max()

@@ -11,7 +11,6 @@ import pytest
 import epics_meta_devices as emd
 from emd_collector import CollectorClient, RecordedPV, Recording
 from emd_hdf5 import Hdf5Exporter
-from emd_hdf5._exporter import epoch_nanoseconds
 from epics_meta_devices.testing import SourcePVs, wait_until
 
 from test_hdf5 import synthetic_recording
@@ -78,8 +77,7 @@ def test_a_reader_follows_the_recording(prefix, sources, run_device, tmp_path):
             pv = sources.name(kind)
             data = client.data(pv)
             assert len(logs[pv]["time"]) == len(data["value"]), kind
-            expected_ns = data["secondsPastEpoch"].astype(np.int64) * 10**9 + data["nanoseconds"]
-            assert np.array_equal(logs[pv]["time"][()], expected_ns), kind
+            assert np.array_equal(logs[pv]["time"][()], data["time_ns"]), kind
         wave = logs[sources.name("waveform")]
         assert wave["value"].shape == (2, 6) and list(wave["length"]) == [4, 6]
         assert list(wave["value"][1]) == list(np.arange(6.0))
@@ -171,5 +169,5 @@ def test_appends_across_chunks_and_a_reopened_file_keep_every_row(tmp_path):
             stored = log["value"].asstr()[()] if pv.code == "s" else log["value"][()]
             expected = pv.columns["value"].astype(str) if pv.code == "s" else pv.columns["value"]
             assert np.array_equal(stored, expected), name
-            assert np.array_equal(log["time"][()], epoch_nanoseconds(pv.columns)), name
+            assert np.array_equal(log["time"][()], pv.columns["time_ns"]), name
             assert np.array_equal(log["alarm_severity"][()], pv.columns["severity"]), name
