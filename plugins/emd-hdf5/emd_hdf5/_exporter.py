@@ -205,11 +205,18 @@ class Hdf5Exporter:
             return small_dataset(group, name, data)
         rows = self._chunk_rows(data, settings)
         chunks = (rows, *data.shape[1:])
-        if settings["compression"] == "none" and data.dtype.kind in "iuf" and data.dtype.isnative:
+        if writes_whole_chunks(data.dtype, filtered=settings["compression"] != "none"):
             dataset = group.create_dataset(name, shape=data.shape, dtype=data.dtype, chunks=chunks)
             _write_chunks(dataset, data, rows)
             return dataset
         return group.create_dataset(name, data=data, chunks=chunks, **filters(settings, data.dtype))
+
+
+def writes_whole_chunks(dtype: np.dtype, filtered: bool) -> bool:
+    """Whether a column is handed to HDF5 a whole chunk at a time (H5Dwrite_chunk): numbers in
+    the machine's byte order without filters, whose chunks are stored as they are in memory
+    (bools are HDF5 enums, strings variable-length: both need HDF5's conversion)."""
+    return not filtered and dtype.kind in "iuf" and dtype.isnative
 
 
 def _write_chunks(dataset: h5py.Dataset, data: np.ndarray, rows: int) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from emd_collector import RecordedPV, Recording
 
-from ._exporter import STRING, TIME_ATTRS, Hdf5Exporter, _unique_name, filters, new_log
+from ._exporter import STRING, TIME_ATTRS, Hdf5Exporter, _unique_name, filters, new_log, writes_whole_chunks
 
 SWMR_AT_THE_LATEST = 3
 """Appends after which the file goes SWMR even if some input PVs have no group yet."""
@@ -120,8 +120,7 @@ class _Column:
         self.dataset = dataset
         self.rows = dataset.shape[0]
         self.tail: np.ndarray | None = None
-        if dataset.ndim == 1 and dataset.dtype.kind in "iuf" and not dataset.compression \
-                and not dataset.shuffle:
+        if dataset.ndim == 1 and writes_whole_chunks(dataset.dtype, bool(dataset.compression or dataset.shuffle)):
             self.tail = np.zeros(dataset.chunks[0], dataset.dtype)
             start = self.rows - self.rows % len(self.tail)
             self.tail[: self.rows - start] = dataset[start:self.rows]  # a continued file
