@@ -210,11 +210,16 @@ there are fewer than 100 samples.
   the collector runs with `queue_size` 100000, `max_samples` 1000000), recorded to
   {" and ".join(f"{n:,}" for n in full.sizes)} samples. At each size: gets of `OUT:<pv>` with
   `field(value,time_ns,alarm_row,alarm_severity,alarm_status)` (every column: 16 bytes per
-  sample, and 12 bytes per alarm change; this source raises no alarm) against gets of an NTScalarArray of as
-  many doubles (8 bytes each) served by the same bare process,
+  sample, and 12 bytes per alarm change; this source raises no alarm) against gets of an
+  NTScalarArray of as many doubles (8 bytes each) served by the same bare process,
   alternating, on channels already connected; first gets, each from a new Context (a new
   channel, for which the collector builds its OUT value). At the first size also gets of
-  `field(history)` (the structure array), against the same bare array.
+  `field(history)` (the structure array), against the same bare array. The 1M get's ratio
+  depends on glibc in the benchmark (client) process: with its default thresholds it gives
+  the memory of a large get back to the kernel and faults it in again at the next one, which
+  costs more the larger the get (16 MB against 8 MB). In a trial with the client keeping freed
+  memory (`mallopt` M_TRIM_THRESHOLD and M_MMAP_THRESHOLD 512 MiB) the same get was 2.0x; the
+  benchmark keeps glibc's defaults, as a user's client has them.
 - **ingest lossless rate**: the fastest rate at which the retrieval fills above were
   recorded without loss (received = posted, no gaps, nothing dropped: sizes that lost updates
   are left out), against the rate `bench.bare_source` posts at with no subscriber at all, the
