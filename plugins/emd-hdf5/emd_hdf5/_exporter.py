@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import h5py
 import numpy as np
-from h5py import h5d, h5s, h5t
+from h5py import h5a, h5d, h5s, h5t
 
 from emd_collector import RecordedPV, Recording
 from emd_collector._recording import write_atomically
@@ -52,9 +52,9 @@ def filters(settings: Mapping[str, Any], dtype: Any) -> dict[str, Any]:
 def new_log(entry: h5py.Group, pv: RecordedPV, name: str) -> h5py.Group:
     """The NXlog group of one PV, with the attributes that say which PV and of what kind."""
     log = entry.create_group(name)
-    log.attrs.update({"NX_class": "NXlog", "pv_name": pv.name, "kind": pv.kind, "type_code": pv.code})
+    add_attributes(log, {"NX_class": "NXlog", "pv_name": pv.name, "kind": pv.kind, "type_code": pv.code})
     if pv.choices:
-        log.attrs["choices"] = np.array(pv.choices, dtype=STRING)
+        add_attributes(log, {"choices": np.array(pv.choices, dtype=STRING)})
     return log
 
 
@@ -65,14 +65,32 @@ def small_dataset(group: h5py.Group, name: str, data: Any) -> h5py.Dataset:
     what HDF5 needs; a file has a dozen of these per PV (cues, statistics, events), so they are
     made with the low-level API instead. Strings are stored as variable-length UTF-8, as h5py
     stores them."""
-    array = np.array(data, dtype=STRING) if isinstance(data, str) else np.asarray(data)
-    if array.dtype.kind in "OU":
-        array = array.astype(STRING)
-    space = h5s.create(h5s.SCALAR) if array.ndim == 0 else h5s.create_simple(array.shape)
-    dataset = h5d.create(group.id, name.encode(), h5t.py_create(array.dtype, logical=True), space)
+    array = _as_array(data)
+    dataset = h5d.create(group.id, name.encode(), h5t.py_create(array.dtype, logical=True), _space(array))
     if array.size:
         dataset.write(h5s.ALL, h5s.ALL, array)
     return h5py.Dataset(dataset)
+
+
+def add_attributes(obj: h5py.HLObject, attributes: Mapping[str, Any]) -> None:
+    """Add attributes to a new object (none of these names may exist yet), as h5py would store
+    them. h5py's ``attrs`` first looks for an attribute of the same name to replace and converts
+    types in Python, about half again HDF5's own cost; a file has some twenty per PV."""
+    for name, value in attributes.items():
+        array = _as_array(value)
+        attribute = h5a.create(obj.id, name.encode(), h5t.py_create(array.dtype, logical=True), _space(array))
+        if array.size:
+            attribute.write(array, mtype=h5t.py_create(array.dtype))
+
+
+def _as_array(data: Any) -> np.ndarray:
+    """`data` as an array h5py can write; text as variable-length UTF-8 strings."""
+    array = np.array(data, dtype=STRING) if isinstance(data, str) else np.asarray(data)
+    return array.astype(STRING) if array.dtype.kind in "OU" else array
+
+
+def _space(array: np.ndarray) -> h5s.SpaceID:
+    return h5s.create(h5s.SCALAR) if array.ndim == 0 else h5s.create_simple(array.shape)
 
 
 def _iso(seconds: float) -> str:
@@ -119,11 +137,11 @@ class Hdf5Exporter:
 
     def _write(self, recording: Recording, path: Path, file_name: str, settings: dict[str, Any]) -> None:
         with h5py.File(path, "w") as f:
-            f.attrs.update({"default": "entry", "creator": f"emd-hdf5 {_version('emd-hdf5')}",
+            add_attributes(f, {"default": "entry", "creator": f"emd-hdf5 {_version('emd-hdf5')}",
                             "file_name": file_name, "file_time": _iso(recording.exported_at),
                             "HDF5_Version": h5py.version.hdf5_version, "h5py_version": h5py.__version__})
             entry = f.create_group("entry")
-            entry.attrs["NX_class"] = "NXentry"
+            add_attributes(entry, {"NX_class": "NXentry"})
             starts = [pv.columns["time_ns"][0] for pv in recording.pvs.values() if pv.samples]
             small_dataset(entry, "start_time", _iso(min(starts) / 1e9) if starts
                           else _iso(recording.exported_at))
@@ -144,25 +162,23 @@ class Hdf5Exporter:
     @staticmethod
     def _identity(entry: h5py.Group, recording: Recording) -> None:
         collector = entry.create_group("collector")
-        collector.attrs["NX_class"] = "NXcollection"
-        for key, value in recording.identity.items():
-            collector.attrs[key] = json.dumps(value) if isinstance(value, dict) else value
+        add_attributes(collector, {"NX_class": "NXcollection"} | {
+            key: json.dumps(value) if isinstance(value, dict) else value for key, value in recording.identity.items()})
         small_dataset(collector, "config", json.dumps(recording.config))
 
     @staticmethod
     def _annotations(entry: h5py.Group, recording: Recording) -> None:
         notes = entry.create_group("annotations")
-        notes.attrs["NX_class"] = "NXcollection"
+        add_attributes(notes, {"NX_class": "NXcollection"})
         time = small_dataset(notes, "time", np.array([a.time for a in recording.annotations], dtype=np.float64))
-        time.attrs["units"] = "s"
+        add_attributes(time, {"units": "s"})
         small_dataset(notes, "key", np.array([a.key for a in recording.annotations], dtype=STRING))
         small_dataset(notes, "value", np.array([a.value for a in recording.annotations], dtype=STRING))
 
     def _log(self, entry: h5py.Group, pv: RecordedPV, name: str, settings: dict[str, Any],
              statistics: dict[str, Any]) -> None:
         log = new_log(entry, pv, name)
-        for counter, count in pv.counters.items():
-            log.attrs[counter] = count
+        add_attributes(log, pv.counters)
         columns = pv.columns
         n = pv.samples
         nanoseconds = columns.get("time_ns", np.zeros(0, np.int64))
@@ -173,10 +189,10 @@ class Hdf5Exporter:
         if values.dtype == object:
             values = values.astype(STRING)
         time = self._dataset(log, "time", nanoseconds, settings)
-        time.attrs.update(TIME_ATTRS)
+        add_attributes(time, TIME_ATTRS)
         value = self._dataset(log, "value", values, settings)
         if pv.units:
-            value.attrs["units"] = pv.units
+            add_attributes(value, {"units": pv.units})
         if "length" in columns:
             self._dataset(log, "length", columns["length"], settings)
         self._dataset(log, "alarm_severity", columns.get("severity", np.zeros(0, np.int16)), settings)
@@ -184,13 +200,13 @@ class Hdf5Exporter:
         rows = self._chunk_rows(values, settings)
         cues = np.arange(0, n, rows, dtype=np.int64)
         small_dataset(log, "cue_index", cues)
-        small_dataset(log, "cue_timestamp_zero", nanoseconds[cues]).attrs.update(TIME_ATTRS)
+        add_attributes(small_dataset(log, "cue_timestamp_zero", nanoseconds[cues]), TIME_ATTRS)
         for name, value in statistics.items():
             small_dataset(log, name, value)
         events = log.create_group("events")
-        events.attrs["NX_class"] = "NXcollection"
-        small_dataset(events, "time", np.array([int(e.time * 1e9) for e in pv.events], dtype=np.int64)
-                      ).attrs.update(TIME_ATTRS)
+        add_attributes(events, {"NX_class": "NXcollection"})
+        add_attributes(small_dataset(events, "time", np.array([int(e.time * 1e9) for e in pv.events], dtype=np.int64)),
+                       TIME_ATTRS)
         small_dataset(events, "kind", np.array([e.kind for e in pv.events], dtype=STRING))
         small_dataset(events, "message", np.array([e.message for e in pv.events], dtype=STRING))
 

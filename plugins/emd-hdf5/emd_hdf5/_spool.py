@@ -24,7 +24,7 @@ import numpy as np
 
 from emd_collector import RecordedPV, Recording
 
-from ._exporter import STRING, TIME_ATTRS, Hdf5Exporter, _unique_name, filters, new_log, writes_whole_chunks
+from ._exporter import STRING, TIME_ATTRS, Hdf5Exporter, add_attributes, _unique_name, filters, new_log, writes_whole_chunks
 
 SWMR_AT_THE_LATEST = 3
 """Appends after which the file goes SWMR even if some input PVs have no group yet."""
@@ -76,9 +76,8 @@ class Hdf5Spool:
         value = self._dataset(log, "value", STRING if values.dtype == object else values.dtype,
                               values.shape[1:])
         if pv.units:
-            value.attrs["units"] = pv.units
-        time = self._dataset(log, "time", np.dtype(np.int64))
-        time.attrs.update(TIME_ATTRS)
+            add_attributes(value, {"units": pv.units})
+        add_attributes(self._dataset(log, "time", np.dtype(np.int64)), TIME_ATTRS)
         if "length" in pv.columns:
             self._dataset(log, "length", np.dtype(np.int32))
         self._dataset(log, "alarm_severity", np.dtype(np.int16))
