@@ -1,6 +1,6 @@
-"""RingBuffer: the columnar storage of one recorded PV (value, timestamp in nanoseconds since the
-epoch, alarm severity and status), NumPy arrays that grow on demand up to a fixed number of samples and then
-drop the oldest."""
+"""RingBuffer: the columnar storage of one recorded PV (value, timestamp in nanoseconds since
+the epoch, alarm severity and status), NumPy arrays that grow on demand up to a fixed number of
+samples and then drop the oldest."""
 
 from __future__ import annotations
 
