@@ -9,8 +9,20 @@ from typing import Any
 import numpy as np
 
 COLUMNS = ("value", "time_ns", "severity", "status")
+# one int64 of ns since 1970-01-01 UTC (exact until 2262): 8 bytes where the source's seconds and
+# nanoseconds take 12, and what clients and NeXus want anyway
+TIME_DTYPE = np.dtype(np.int64)
+ALARM_DTYPE = np.dtype(np.int16)  # severity and status each
+LENGTH_DTYPE = np.dtype(np.int32)  # waveforms: valid elements of a row
 INITIAL_CAPACITY = 64
 GROWTH = 1.5  # a buffer never holds much more room than samples (memory per sample stays low)
+
+
+def sample_bytes(dtype: Any, width: int | None = None) -> int:
+    """Bytes one sample takes in a RingBuffer of values of `dtype` (`width` of them per row
+    for waveforms): the value, its time, severity and status, and a waveform row's length."""
+    row = (width or 1) * np.dtype(dtype).itemsize
+    return row + TIME_DTYPE.itemsize + 2 * ALARM_DTYPE.itemsize + (LENGTH_DTYPE.itemsize if width is not None else 0)
 
 
 class RingBuffer:
@@ -33,12 +45,10 @@ class RingBuffer:
     def _allocate(self, capacity: int) -> None:
         shape = (capacity,) if self.width is None else (capacity, self.width)
         self.value = np.full(shape, self._padding, dtype=self.dtype)
-        # one int64 of ns since 1970-01-01 UTC (exact until 2262): 8 bytes where the source's
-        # seconds and nanoseconds take 12, and what clients and NeXus want anyway
-        self.time_ns = np.zeros(capacity, dtype=np.int64)
-        self.severity = np.zeros(capacity, dtype=np.int16)
-        self.status = np.zeros(capacity, dtype=np.int16)
-        self.length = np.zeros(capacity, dtype=np.int32) if self.width is not None else None
+        self.time_ns = np.zeros(capacity, dtype=TIME_DTYPE)
+        self.severity = np.zeros(capacity, dtype=ALARM_DTYPE)
+        self.status = np.zeros(capacity, dtype=ALARM_DTYPE)
+        self.length = np.zeros(capacity, dtype=LENGTH_DTYPE) if self.width is not None else None
 
     @property
     def capacity(self) -> int:

@@ -20,6 +20,7 @@ from p4p.server.thread import SharedPV
 
 import epics_meta_devices as emd
 
+from ._buffer import sample_bytes
 from ._output import DEFAULT_KIND, HistoryElements, out_value, select, status_value, table_value
 from ._recorder import COUNTERS, Processing, PVRecorder
 from ._recording import Annotation, RecordedPV, Recording
@@ -29,7 +30,7 @@ from ._spooling import Spooler, can_spool
 PV_NAME = re.compile(r"^[A-Za-z0-9_\-+:\[\]<>;.{}$]+$")
 MAX_SAMPLES_LIMIT = 100_000_000
 MAX_HISTORY = 100_000  # a structure array this long takes ~0.1 s to build and to get; columns scale
-SCALAR_SAMPLE_BYTES = 20  # value 8 + time_ns 8 + severity 2 + status 2
+SCALAR_SAMPLE_BYTES = sample_bytes("float64")  # 20: value 8 + time_ns 8 + severity 2 + status 2
 
 TOTALS_TYPE = Type(
     [("pvs", "L"), ("connected", "L"), ("samples", "L"), ("memory_bytes", "L")]

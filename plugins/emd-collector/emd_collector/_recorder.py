@@ -19,7 +19,7 @@ import numpy as np
 from p4p import Value
 from p4p.client.raw import Context, Disconnected, Finished, RemoteError
 
-from ._buffer import RingBuffer
+from ._buffer import RingBuffer, sample_bytes
 
 # PVAccess type code -> NumPy dtype of the value column ('s': Python strings in an object array)
 DTYPES = {"?": np.bool_, "b": np.int8, "B": np.uint8, "h": np.int16, "H": np.uint16,
@@ -202,9 +202,7 @@ class PVRecorder:
 
     def _sample_limit(self, kind: PVKind, width: int | None) -> int:
         """The memory guard: at most `max_bytes` of buffer for samples of `width` elements."""
-        # + time 8, severity 2, status 2 (and a waveform's length 4)
-        per_sample = (width or 1) * kind.dtype.itemsize + (12 if width is None else 16)
-        return min(self.max_samples, max(1, self.max_bytes // per_sample))
+        return min(self.max_samples, max(1, self.max_bytes // sample_bytes(kind.dtype, width)))
 
     def _setup(self, kind: PVKind, update: Value) -> None:
         max_samples = self._sample_limit(kind, kind.width)
