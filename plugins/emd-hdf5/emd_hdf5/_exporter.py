@@ -138,8 +138,8 @@ class Hdf5Exporter:
     def _write(self, recording: Recording, path: Path, file_name: str, settings: dict[str, Any]) -> None:
         with h5py.File(path, "w") as f:
             add_attributes(f, {"default": "entry", "creator": f"emd-hdf5 {_version('emd-hdf5')}",
-                            "file_name": file_name, "file_time": _iso(recording.exported_at),
-                            "HDF5_Version": h5py.version.hdf5_version, "h5py_version": h5py.__version__})
+                               "file_name": file_name, "file_time": _iso(recording.exported_at),
+                               "HDF5_Version": h5py.version.hdf5_version, "h5py_version": h5py.__version__})
             entry = f.create_group("entry")
             add_attributes(entry, {"NX_class": "NXentry"})
             starts = [pv.columns["time_ns"][0] for pv in recording.pvs.values() if pv.samples]
