@@ -4,10 +4,10 @@ A Recording of scalar double PVs is built here from NumPy arrays (no EPICS): per
 value, int64 time_ns, int16 severity and int16 status column, as the collector stores them.
 ``Hdf5Exporter.export`` writes it as a NeXus file; the baseline writes, with h5py alone, the
 four datasets that carry the data (time, value, alarm_severity, alarm_status), one group per
-PV, with the same chunk
-shapes (rows computed as ``Hdf5Exporter._chunk_rows`` does for the same chunk_bytes) and the
-same compression and shuffle filters. The ratio is what the exporter adds to the bare writes:
-its NeXus metadata, cues and statistics, and the atomic write (temporary file, rename).
+PV, with the same chunk shapes (rows computed as ``Hdf5Exporter._chunk_rows`` does for the same
+chunk_bytes) and the same compression and shuffle filters. The ratio is what the exporter adds
+to the bare writes: its NeXus metadata, cues and statistics, and the atomic write (temporary
+file, rename).
 
 Once per compression, untimed, both files are written and compared dataset by dataset (shape,
 dtype, chunks, filters, data), so the baseline is known to write the same thing; then the two
