@@ -31,6 +31,7 @@ PV_NAME = re.compile(r"^[A-Za-z0-9_\-+:\[\]<>;.{}$]+$")
 MAX_SAMPLES_LIMIT = 100_000_000
 MAX_HISTORY = 100_000  # a structure array this long takes ~0.1 s to build and to get; columns scale
 SCALAR_SAMPLE_BYTES = sample_bytes("float64")  # 20: value 8 + time_ns 8 + severity 2 + status 2
+DRAIN_DELAY = 0.02  # s the drain thread lets updates gather (see _drain_loop)
 
 TOTALS_TYPE = Type(
     [("pvs", "L"), ("connected", "L"), ("samples", "L"), ("memory_bytes", "L")]
@@ -209,15 +210,17 @@ class Collector(emd.MetaDevice):
         self.log.info("recording %d PVs", len(self.config.input_pvs))
 
     def stop(self) -> None:
+        # first the drain thread records what has arrived (it may be waiting for more to
+        # gather), then the monitors close: updates received before the disable are kept
+        self._ready.put(None)
+        if self._drain_thread is not None and self._drain_thread is not threading.current_thread():
+            self._drain_thread.join(10)
+        self._drain_thread = None
         for recorder in self.recorders.values():
             recorder.unsubscribe()
         if self._context is not None:
             self._context.close()
             self._context = None
-        self._ready.put(None)
-        if self._drain_thread is not None and self._drain_thread is not threading.current_thread():
-            self._drain_thread.join(10)
-        self._drain_thread = None
         if self._spooler is not None:
             spooler, self._spooler = self._spooler, None
             spooler.stop()
@@ -233,11 +236,26 @@ class Collector(emd.MetaDevice):
         self.outputs.close()
 
     def _drain_loop(self) -> None:
-        while (recorder := self._ready.get()) is not None:
-            try:
-                recorder.drain()
-            except Exception as exc:  # a bug, not bad data: stop and say so
-                self.report_error(exc)
+        """Record what the monitors queued, until the stop marker (None).
+
+        Once a PV is ready this thread waits DRAIN_DELAY before draining, so that a burst of
+        updates (an IOC scan of many records) is recorded in one wake-up, not one wake-up and
+        one GIL hand-over per update; that cuts the CPU per update by about a third
+        (performance.md). The monitor queues hold the updates meanwhile."""
+        ready = self._ready
+        while (recorder := ready.get()) is not None:
+            time.sleep(DRAIN_DELAY)
+            while recorder is not None:
+                try:
+                    recorder.drain()
+                except Exception as exc:  # a bug, not bad data: stop and say so
+                    self.report_error(exc)
+                    return
+                try:
+                    recorder = ready.get_nowait()
+                except queue.Empty:
+                    break
+            if recorder is None:
                 return
 
     def _publish_loop(self) -> None:
