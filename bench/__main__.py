@@ -198,8 +198,9 @@ there are fewer than 100 samples.
   or unsubscribing, only steady monitoring. Each bare window is a fresh process, killed after
   it: closing 1000 thread-client subscriptions while updates arrive hung (in p4p)
   once in a few windows. Unpinned, as the target was set (pinning both sides to one CPU and
-  the IOC to the other lowers both, the thread client's more: about 20 us against the
-  collector's 25 us in a trial run). The three windows run twice (a window's CPU varies by
+  the IOC to the other lowers both; before the collector's drain thread waited for bursts,
+  the thread client's more). The collector's drain thread, once woken, waits 20 ms and then
+  records every queued update: one wake-up per IOC scan, not per update. The three windows run twice (a window's CPU varies by
   about 10 % here); medians of the two rounds. Loss: the first round's recording is exported
   (EXPORT, .npz) and every PV's values are checked; "sent" counts the IOC's updates between
   each PV's first and last stored one, from the values themselves.
@@ -230,29 +231,40 @@ there are fewer than 100 samples.
   monitor (columns request) on `OUT:<pv>`, the same, not watched; the collector's CPU per
   update, with the collector pinned to one CPU and the source and the benchmark process to
   another. A watched OUT is rebuilt every publish period (1 s) while its data change.
-- **ingest while polling**: {full.poll_pvs} IOC records as above, a collector enabled for
+- **collector windows** (ingest, polling and spooling): the collector is enabled, and after
+  {collector.SETTLE:g} s (its channels connected) its CPU is taken over the window; then it is
+  disabled. So no window holds subscribing or unsubscribing (for 200 PVs about 40 ms of CPU
+  that varies, which made the earlier enable-to-disable windows differ by 10 %). The updates
+  of a window are the samples of an export (EXPORT, .npz, after it) stamped inside it.
+- **ingest while polling**: {full.poll_pvs} IOC records as above, a collector recording in
   windows of {full.poll_seconds:g} s, pinned as the watched OUT above: first ABBA ABBA, no
-  poller, a poller thread in the benchmark process getting `OUT:<pv>` (every field) of 5 of the PVs once every publish period
-  ({collector.PUBLISH_PERIOD:g} s, how often OUT changes: a client refreshing its plots), the
-  same, none; then two windows with the poller in a tight loop, a stress figure without a
-  target (polling faster than OUT changes gets the same values again, and the collector's CPU
-  goes to answering gets, not to ingest). CPU per update received. "CPU per OUT get": the CPU
-  of a tight-loop window above what its updates cost
-  unpolled (the lower unpolled figure), per get, against the CPU a bare p4p SharedPV (an
+  poller, a poller thread in the benchmark process getting `OUT:<pv>` (every field) of 5 of
+  the PVs once every publish period ({collector.PUBLISH_PERIOD:g} s, how often OUT changes: a
+  client refreshing its plots), the same, none; then two windows with the poller in a tight
+  loop, a stress figure without a target (polling faster than OUT changes gets the same
+  values again, and the collector's CPU goes to answering gets, not to ingest). CPU per
+  update received. "CPU per OUT get": the CPU of a tight-loop window above what its updates
+  cost unpolled (the lower unpolled figure), per get, against the CPU a bare p4p SharedPV (an
   NTScalarArray of 1000 doubles in `bench.bare_source`) spends per get of the same poller.
+  While polled, each of the 5 OUT PVs is rebuilt every period with its 1000-sample history:
+  about 0.8 ms for p4p to copy the 1000 structures into the new value and 0.9 ms to free the
+  previous value's (measured alone), so about 8.5 ms of CPU a second against about 50 ms for
+  recording 200 PVs at 10 Hz. That is the price of the `history` field (a rebuild cannot tell
+  whether a client will ask for it); with `history_limit` low it goes.
 - **ingest CPU per update, spooling to HDF5**: the same {full.poll_pvs} IOC records as the
-  polled rows, recorded by two collectors enabled in turn for eight windows of
-  {2 * full.poll_seconds:g} s (ABBA, then ABBA): one with CONFIG `spool_file` set, spool_interval
-  {collector.SPOOL_INTERVAL:g} s (the default) and the emd-hdf5 spool defaults (no compression,
-  16 KiB chunks), one without; halfway they swap roles (CONFIG), so that what differs between
-  the two processes does not count as spooling. The spooling collector keeps its file open
-  while disabled, as it does in use; an untimed first window of each role connects its
-  channels (and makes the file and its groups). Both collectors are pinned to one CPU, the IOC and the benchmark process to
-  another. Each on window
-  includes its last append, made when ENABLE goes False. Per interval the spool appends to four
-  datasets of every PV (set the extent, hand HDF5 the column's last chunk, kept in memory:
-  about 13 us each here) and flushes the file (SWMR; about 7 ms for 200 PVs), so with 10 Hz
-  PVs the cost per update falls as the interval grows.
+  polled rows, recorded by two collectors in turn, eight windows of
+  {collector.SPOOL_WINDOW:g} s (ABBA, then ABBA): one with CONFIG `spool_file` set,
+  spool_interval {collector.SPOOL_INTERVAL:g} s (the default) and the emd-hdf5 spool defaults
+  (no compression, 16 KiB chunks), one without; halfway they swap roles (CONFIG), so that what
+  differs between the two processes does not count as spooling. The spool's clock starts at
+  ENABLE, so each window holds exactly three appends of a whole interval each. The spooling
+  collector keeps its file open while disabled, as it does in use; an untimed first window of
+  each role connects its channels (and makes the file and its groups). Both collectors are
+  pinned to one CPU, the IOC and the benchmark process to another. Per interval the spool
+  appends to four datasets of every PV (set the extent, hand HDF5 the column's last chunk,
+  kept in memory: about 8-10 us each here, nearly all of it HDF5's own per-call cost, whatever
+  the chunk size) and flushes the file (SWMR; about 2-3 ms for 200 PVs), so with 10 Hz PVs
+  the cost per update falls as the interval grows.
 - **HDF5 export** ({hdf5.pvs} PVs x {hdf5.samples:,} samples, median of {hdf5.runs} runs per
   side): a `Recording` built in the benchmark process from NumPy arrays (per PV float64 value,
   int64 time_ns, int16 severity and status, as the collector stores them; no EPICS), exported

@@ -43,15 +43,17 @@ SAMPLE_BYTES = 20.0
 RETRIEVAL_TARGET = 2.0
 """Get of the OUT columns at most 2x a plain get of an NTScalarArray double of as many elements."""
 POLL_TARGET = 1.1
+"""Ingest CPU per update with a poller of OUT PVs at most 10 % above that without."""
 PUBLISH_PERIOD = 1.0
 """The collector's default publish_period: how often OUT PVs change, and how often the paced
 poller gets them."""
-"""Ingest CPU per update while OUT PVs are polled, over that without."""
 SPOOL_TARGET = 1.1
 """Ingest CPU per update with spooling to HDF5 on, over that with it off (10 % slower)."""
 SPOOL_INTERVAL = 5.0
 """The collector's default spool_interval."""
-"""Ingest CPU per update with a poller at most 10 % above that without."""
+SPOOL_WINDOW = 3 * SPOOL_INTERVAL
+"""A spooling window: three appends of a whole interval each (the spool's clock starts at
+ENABLE, SETTLE before the window)."""
 COLUMNS = "field(value,time_ns,alarm_row,alarm_severity,alarm_status)"
 CHUNK = 90_000
 """Updates the retrieval source posts at a time: less than the collector's monitor queue."""
@@ -138,27 +140,43 @@ class Poller(threading.Thread):
         self.join()
 
 
-def record(collector: DeviceClient, pid: int, seconds: float, poller: Poller | None = None,
-           ) -> tuple[float, int]:
-    """Enable the collector, wait `seconds` (with `poller` running meanwhile), disable it: its
-    CPU seconds from enable to disable, and the updates it received in that time (from STATUS,
-    final once disable returns)."""
-    received = collector.get_pv("STATUS")["received"]
-    cpu = cpu_seconds(pid)
-    collector.enable()
-    if poller:
-        poller.start()
-    time.sleep(seconds)
-    if poller:
-        poller.stop()
-    collector.disable()
-    cpu = cpu_seconds(pid) - cpu
-    return cpu, collector.get_pv("STATUS")["received"] - received
-
-
 SETTLE = 2.0
 """Seconds between subscribing and the start of a steady ingest window (1000 channels connect
 in well under that), so neither side's window holds its subscribing or unsubscribing."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A collector's steady recording window: its CPU seconds, and when it began and ended
+    (time.time(); the updates in it are the recorded samples stamped in between)."""
+
+    cpu: float
+    start: float
+    end: float
+
+
+def window(collector: DeviceClient, pid: int, seconds: float, poller: Poller | None = None) -> Window:
+    """Enable the collector; after SETTLE, its CPU seconds over `seconds` (with `poller`
+    running meanwhile); then disable it. Like the baseline's windows, it holds neither
+    subscribing nor unsubscribing, which cost as much as seconds of recording and vary."""
+    collector.enable()
+    time.sleep(SETTLE)
+    if poller:
+        poller.start()
+    cpu, start = cpu_seconds(pid), time.time()
+    time.sleep(seconds)
+    cpu, end = cpu_seconds(pid) - cpu, time.time()
+    if poller:
+        poller.stop()
+    collector.disable()
+    return Window(cpu, start, end)
+
+
+def exported(collector: DeviceClient, data: str, name: str) -> dict[str, Any]:
+    """The collector's recording, exported (EXPORT, .npz) to `name` in its data directory `data`:
+    the arrays, by ``<pv>/<column>``."""
+    collector.put("EXPORT", {"path": name, "format": "npz"}, timeout=120.0)
+    return load_npz(Path(data) / name)["arrays"]
 
 
 def bare_window(names: list[str], seconds: float) -> tuple[float, int]:
@@ -176,19 +194,6 @@ def bare_window(names: list[str], seconds: float) -> tuple[float, int]:
     finally:
         process.kill()
         stop_helper(process)
-
-
-def collector_window(collector: DeviceClient, pid: int, seconds: float) -> tuple[float, float, float]:
-    """Enable the collector; after SETTLE, its CPU seconds over `seconds`; then disable it.
-    Returns the CPU seconds and the window's start and end (time.time()): the updates in it
-    are the recorded samples stamped in between."""
-    collector.enable()
-    time.sleep(SETTLE)
-    cpu, start = cpu_seconds(pid), time.time()
-    time.sleep(seconds)
-    cpu, end = cpu_seconds(pid) - cpu, time.time()
-    collector.disable()
-    return cpu, start, end
 
 
 def stamped_between(arrays: dict[str, Any], names: list[str], start: float, end: float) -> int:
@@ -220,17 +225,16 @@ def ingest(pvs: int, seconds: float, rounds: int = 2) -> list[Result]:
             # needs that), the baseline on both sides of it in time. Unpinned, as the target
             # was set.
             first = bare_window(names, seconds / 2)
-            cpu, start, end = collector_window(collector, pid, seconds)
+            recorded = window(collector, pid, seconds)
             second = bare_window(names, seconds / 2)
             if round == 0:  # the first recording is checked for loss; later rounds append
                 rss = rss_mb(pid) - rss
                 status = collector.get_pv("STATUS").todict()
-            collector.put("EXPORT", {"path": f"ingest{round}.npz", "format": "npz"}, timeout=120.0)
-            arrays = load_npz(Path(data) / f"ingest{round}.npz")["arrays"]
-            received = stamped_between(arrays, names, start, end)
+            arrays = exported(collector, data, f"ingest{round}.npz")
+            received = stamped_between(arrays, names, recorded.start, recorded.end)
             if round == 0:
                 first_arrays = arrays
-            collector_cpu.append(cpu / received * 1e6)
+            collector_cpu.append(recorded.cpu / received * 1e6)
             bare_cpu.append((first[0] + second[0]) / (first[1] + second[1]) * 1e6)
             print(f"  round {round + 1}: bare monitor {first[1] + second[1]} updates, "
                   f"{bare_cpu[-1]:.1f} us CPU per update; collector {received} updates, "
@@ -425,20 +429,23 @@ def polling(pvs: int, seconds: float, polled: int = 5) -> list[Result]:
         ioc_pid = ioc(stack, prefix, pvs)
         source = helper(stack, "bare_source", source_prefix)
         ask(source, "array 1000")
-        collector, pid = device(stack, {"input_pvs": names, "max_samples": 1000,
+        data = stack.enter_context(tempfile.TemporaryDirectory(prefix="emd-bench-"))
+        collector, pid = device(stack, {"input_pvs": names, "max_samples": 1000, "data_dir": data,
                                         "publish_period": PUBLISH_PERIOD})
         stack.enter_context(separate_cpus([pid], [ioc_pid, source.pid]))
         outs = [f"{collector.prefix}:OUT:{n}" for n in names[:polled]]
-        for window in ("quiet", "paced", "paced", "quiet") * 2 + ("tight", "tight"):
-            poller = None if window == "quiet" else Poller(
-                outs, PUBLISH_PERIOD if window == "paced" else 0.0)
-            cpu, received = record(collector, pid, seconds, poller)
-            {"quiet": quiet, "paced": paced, "tight": tight}[window].append(cpu / received * 1e6)
-            if window == "tight":  # the CPU above what the updates cost without a poller, per get
-                per_get.append((cpu - received * min(quiet) * 1e-6) / poller.gets * 1e6)
-            print(f"  {window} window: {received} received "
+        kinds = ("quiet", "paced", "paced", "quiet") * 2 + ("tight", "tight")
+        for n, kind in enumerate(kinds):
+            poller = None if kind == "quiet" else Poller(outs, PUBLISH_PERIOD if kind == "paced" else 0.0)
+            recorded = window(collector, pid, seconds, poller)
+            arrays = exported(collector, data, f"polling{n}.npz")
+            received = stamped_between(arrays, names, recorded.start, recorded.end)
+            {"quiet": quiet, "paced": paced, "tight": tight}[kind].append(recorded.cpu / received * 1e6)
+            if kind == "tight":  # the CPU above what the updates cost without a poller, per get
+                per_get.append((recorded.cpu - received * min(quiet) * 1e-6) / poller.gets * 1e6)
+            print(f"  {kind} window: {received} received "
                   f"({received / (pvs * RATE * seconds):.1%} of PVs x rate x window), "
-                  f"{cpu / received * 1e6:.1f} us CPU per update"
+                  f"{recorded.cpu / received * 1e6:.1f} us CPU per update"
                   + (f", {poller.gets / seconds:.0f} gets/s" if poller else ""))
         for _ in range(2):
             poller = Poller([f"{source_prefix}:ARRAY"])
@@ -483,15 +490,18 @@ def spooling(pvs: int, seconds: float, rounds: int = 8) -> list[Result]:
             spooling_one[0].configure(spool_file=f"spool{half}.h5")
             # untimed: a first ENABLE connects 200 channels, a first append makes the file and
             # its groups; either costs as much as a window's recording
-            record(*plain, SPOOL_INTERVAL)
-            record(*spooling_one, SPOOL_INTERVAL)
+            window(*plain, SPOOL_INTERVAL)
+            window(*spooling_one, SPOOL_INTERVAL)
             for i in range(rounds // 2):
                 spool = i % 4 in (1, 2)
-                cpu, received = record(*(spooling_one if spool else plain), seconds)
-                (on if spool else off).append(cpu / received * 1e6)
+                (collector, pid) = spooling_one if spool else plain
+                recorded = window(collector, pid, seconds)
+                arrays = exported(collector, data, f"spooling{half}-{i}.npz")
+                received = stamped_between(arrays, names, recorded.start, recorded.end)
+                (on if spool else off).append(recorded.cpu / received * 1e6)
                 print(f"  spooling {'on ' if spool else 'off'}: {received} received "
                       f"({received / (pvs * RATE * seconds):.1%} of PVs x rate x window), "
-                      f"{cpu / received * 1e6:.1f} us CPU per update")
+                      f"{recorded.cpu / received * 1e6:.1f} us CPU per update")
         size = sum(path.stat().st_size for path in Path(data).glob("spool*.h5")) / 1e6
         print(f"  spool files: {size:.1f} MB")
     return [Result(f"ingest CPU per update, {pvs} PVs, spooling to HDF5 every "
@@ -507,5 +517,5 @@ def run(settings: Settings) -> list[Result]:
     print(f"  ingest while polling: {settings.poll_pvs} PVs ...", flush=True)
     results += polling(settings.poll_pvs, settings.poll_seconds)
     print(f"  ingest while spooling: {settings.poll_pvs} PVs ...", flush=True)
-    results += spooling(settings.poll_pvs, 2 * settings.poll_seconds)
+    results += spooling(settings.poll_pvs, SPOOL_WINDOW)
     return results
