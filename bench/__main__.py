@@ -257,7 +257,7 @@ there are fewer than 100 samples.
   spool_interval {collector.SPOOL_INTERVAL:g} s (the default) and the emd-hdf5 spool defaults
   (no compression, 16 KiB chunks), one without; halfway they swap roles (CONFIG), so that what
   differs between the two processes does not count as spooling. The spool's clock starts at
-  ENABLE, so each window holds exactly three appends of a whole interval each. The spooling
+  ENABLE, so each window holds exactly two appends of a whole interval each. The spooling
   collector keeps its file open while disabled, as it does in use; an untimed first window of
   each role connects its channels (and makes the file and its groups). Both collectors are
   pinned to one CPU, the IOC and the benchmark process to another. Per interval the spool

@@ -49,10 +49,10 @@ PUBLISH_PERIOD = 1.0
 poller gets them."""
 SPOOL_TARGET = 1.1
 """Ingest CPU per update with spooling to HDF5 on, over that with it off (10 % slower)."""
-SPOOL_INTERVAL = 5.0
+SPOOL_INTERVAL = 10.0
 """The collector's default spool_interval."""
-SPOOL_WINDOW = 3 * SPOOL_INTERVAL
-"""A spooling window: three appends of a whole interval each (the spool's clock starts at
+SPOOL_WINDOW = 2 * SPOOL_INTERVAL
+"""A spooling window: two appends of a whole interval each (the spool's clock starts at
 ENABLE, SETTLE before the window)."""
 COLUMNS = "field(value,time_ns,alarm_row,alarm_severity,alarm_status)"
 CHUNK = 90_000
