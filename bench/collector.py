@@ -9,6 +9,7 @@ collector stored tell exactly how many updates the IOC sent between the first an
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import subprocess
@@ -147,18 +148,28 @@ in well under that), so neither side's window holds its subscribing or unsubscri
 
 @dataclass(frozen=True)
 class Window:
-    """A collector's steady recording window: its CPU seconds, and when it began and ended
-    (time.time(); the updates in it are the recorded samples stamped in between)."""
+    """A collector's steady recording window: its CPU seconds, the updates it recorded in it
+    (the exported samples stamped inside it), and that export's arrays (``<pv>/<column>``)."""
 
     cpu: float
-    start: float
-    end: float
+    received: int
+    arrays: dict[str, Any]
+
+    @property
+    def us_per_update(self) -> float:
+        return self.cpu / self.received * 1e6
 
 
-def window(collector: DeviceClient, pid: int, seconds: float, poller: Poller | None = None) -> Window:
+_exports = itertools.count()  # export file names: one per window, never reused
+
+
+def window(collector: DeviceClient, pid: int, data: str, names: list[str], seconds: float,
+           poller: Poller | None = None) -> Window:
     """Enable the collector; after SETTLE, its CPU seconds over `seconds` (with `poller`
-    running meanwhile); then disable it. Like the baseline's windows, it holds neither
-    subscribing nor unsubscribing, which cost as much as seconds of recording and vary."""
+    running meanwhile); then disable it and export (EXPORT, .npz, to its data directory
+    `data`) to count the updates of `names` in the window. Like the baseline's windows, it
+    holds neither subscribing nor unsubscribing, which cost as much as seconds of recording and
+    vary."""
     collector.enable()
     time.sleep(SETTLE)
     if poller:
@@ -169,14 +180,10 @@ def window(collector: DeviceClient, pid: int, seconds: float, poller: Poller | N
     if poller:
         poller.stop()
     collector.disable()
-    return Window(cpu, start, end)
-
-
-def exported(collector: DeviceClient, data: str, name: str) -> dict[str, Any]:
-    """The collector's recording, exported (EXPORT, .npz) to `name` in its data directory `data`:
-    the arrays, by ``<pv>/<column>``."""
+    name = f"window{next(_exports)}.npz"
     collector.put("EXPORT", {"path": name, "format": "npz"}, timeout=120.0)
-    return load_npz(Path(data) / name)["arrays"]
+    arrays = load_npz(Path(data) / name)["arrays"]
+    return Window(cpu, stamped_between(arrays, names, start, end), arrays)
 
 
 def bare_window(names: list[str], seconds: float) -> tuple[float, int]:
@@ -225,19 +232,16 @@ def ingest(pvs: int, seconds: float, rounds: int = 2) -> list[Result]:
             # needs that), the baseline on both sides of it in time. Unpinned, as the target
             # was set.
             first = bare_window(names, seconds / 2)
-            recorded = window(collector, pid, seconds)
+            recorded = window(collector, pid, data, names, seconds)
             second = bare_window(names, seconds / 2)
             if round == 0:  # the first recording is checked for loss; later rounds append
                 rss = rss_mb(pid) - rss
                 status = collector.get_pv("STATUS").todict()
-            arrays = exported(collector, data, f"ingest{round}.npz")
-            received = stamped_between(arrays, names, recorded.start, recorded.end)
-            if round == 0:
-                first_arrays = arrays
-            collector_cpu.append(recorded.cpu / received * 1e6)
+                first_arrays = recorded.arrays
+            collector_cpu.append(recorded.us_per_update)
             bare_cpu.append((first[0] + second[0]) / (first[1] + second[1]) * 1e6)
             print(f"  round {round + 1}: bare monitor {first[1] + second[1]} updates, "
-                  f"{bare_cpu[-1]:.1f} us CPU per update; collector {received} updates, "
+                  f"{bare_cpu[-1]:.1f} us CPU per update; collector {recorded.received} updates, "
                   f"{collector_cpu[-1]:.1f} us CPU per update", flush=True)
     arrays = first_arrays
 
@@ -435,17 +439,15 @@ def polling(pvs: int, seconds: float, polled: int = 5) -> list[Result]:
         stack.enter_context(separate_cpus([pid], [ioc_pid, source.pid]))
         outs = [f"{collector.prefix}:OUT:{n}" for n in names[:polled]]
         kinds = ("quiet", "paced", "paced", "quiet") * 2 + ("tight", "tight")
-        for n, kind in enumerate(kinds):
+        for kind in kinds:
             poller = None if kind == "quiet" else Poller(outs, PUBLISH_PERIOD if kind == "paced" else 0.0)
-            recorded = window(collector, pid, seconds, poller)
-            arrays = exported(collector, data, f"polling{n}.npz")
-            received = stamped_between(arrays, names, recorded.start, recorded.end)
-            {"quiet": quiet, "paced": paced, "tight": tight}[kind].append(recorded.cpu / received * 1e6)
+            recorded = window(collector, pid, data, names, seconds, poller)
+            {"quiet": quiet, "paced": paced, "tight": tight}[kind].append(recorded.us_per_update)
             if kind == "tight":  # the CPU above what the updates cost without a poller, per get
-                per_get.append((recorded.cpu - received * min(quiet) * 1e-6) / poller.gets * 1e6)
-            print(f"  {kind} window: {received} received "
-                  f"({received / (pvs * RATE * seconds):.1%} of PVs x rate x window), "
-                  f"{recorded.cpu / received * 1e6:.1f} us CPU per update"
+                per_get.append((recorded.cpu - recorded.received * min(quiet) * 1e-6) / poller.gets * 1e6)
+            print(f"  {kind} window: {recorded.received} received "
+                  f"({recorded.received / (pvs * RATE * seconds):.1%} of PVs x rate x window), "
+                  f"{recorded.us_per_update:.1f} us CPU per update"
                   + (f", {poller.gets / seconds:.0f} gets/s" if poller else ""))
         for _ in range(2):
             poller = Poller([f"{source_prefix}:ARRAY"])
@@ -490,18 +492,15 @@ def spooling(pvs: int, seconds: float, rounds: int = 8) -> list[Result]:
             spooling_one[0].configure(spool_file=f"spool{half}.h5")
             # untimed: a first ENABLE connects 200 channels, a first append makes the file and
             # its groups; either costs as much as a window's recording
-            window(*plain, SPOOL_INTERVAL)
-            window(*spooling_one, SPOOL_INTERVAL)
+            window(*plain, data, names, SPOOL_INTERVAL)
+            window(*spooling_one, data, names, SPOOL_INTERVAL)
             for i in range(rounds // 2):
                 spool = i % 4 in (1, 2)
-                (collector, pid) = spooling_one if spool else plain
-                recorded = window(collector, pid, seconds)
-                arrays = exported(collector, data, f"spooling{half}-{i}.npz")
-                received = stamped_between(arrays, names, recorded.start, recorded.end)
-                (on if spool else off).append(recorded.cpu / received * 1e6)
-                print(f"  spooling {'on ' if spool else 'off'}: {received} received "
-                      f"({received / (pvs * RATE * seconds):.1%} of PVs x rate x window), "
-                      f"{recorded.cpu / received * 1e6:.1f} us CPU per update")
+                recorded = window(*(spooling_one if spool else plain), data, names, seconds)
+                (on if spool else off).append(recorded.us_per_update)
+                print(f"  spooling {'on ' if spool else 'off'}: {recorded.received} received "
+                      f"({recorded.received / (pvs * RATE * seconds):.1%} of PVs x rate x window), "
+                      f"{recorded.us_per_update:.1f} us CPU per update")
         size = sum(path.stat().st_size for path in Path(data).glob("spool*.h5")) / 1e6
         print(f"  spool files: {size:.1f} MB")
     return [Result(f"ingest CPU per update, {pvs} PVs, spooling to HDF5 every "
