@@ -2,10 +2,12 @@
 and the baseline array a plain client gets.
 
 ``python -m bench.bare_source PREFIX`` serves ``PREFIX:SOURCE`` (an NTScalar double; its
-initial value is update 0) and ``PREFIX:ARRAY`` (an NTScalarArray double), prints ``ready``,
+initial value is update 0), ``PREFIX:ARRAY`` (an NTScalarArray double) and ``PREFIX:PAIR`` (a
+structure of two arrays, ``value`` double and ``time_ns`` int64: the bytes of a collector's
+value and time columns), prints ``ready``,
 then obeys lines on standard input: ``post N`` posts the next N updates of SOURCE as fast as it
 can (value and ``timeStamp.userTag`` count the updates, stamped now) and answers ``posted``;
-``array N`` posts an N-element array on ARRAY and answers ``ok``. It exits when its standard
+``array N`` posts an N-element array on ARRAY, and two on PAIR, and answers ``ok``. It exits when its standard
 input closes. Run it with the loopback EPICS environment (it inherits the benchmark's).
 """
 
@@ -15,13 +17,14 @@ import sys
 import time
 
 import numpy as np
-from p4p import Value
+from p4p import Type, Value
 from p4p.nt import NTScalar
 from p4p.server import Server
 from p4p.server.thread import SharedPV
 
 SCALAR = NTScalar.buildType("d")
 ARRAY = NTScalar.buildType("ad")
+PAIR = Type([("value", "ad"), ("time_ns", "al")])
 
 
 def update(n: int) -> Value:
@@ -34,8 +37,10 @@ def update(n: int) -> Value:
 def main(prefix: str) -> None:
     source = SharedPV(initial=update(0))
     array = SharedPV(initial=Value(ARRAY, {"value": np.zeros(0)}))
+    pair = SharedPV(initial=Value(PAIR, {"value": np.zeros(0), "time_ns": np.zeros(0, np.int64)}))
     sent = 0
-    with Server(providers=[{f"{prefix}:SOURCE": source, f"{prefix}:ARRAY": array}]):
+    pvs = {f"{prefix}:SOURCE": source, f"{prefix}:ARRAY": array, f"{prefix}:PAIR": pair}
+    with Server(providers=[pvs]):
         print("ready", flush=True)
         for line in sys.stdin:
             command, count = line.split()
@@ -45,7 +50,9 @@ def main(prefix: str) -> None:
                 sent += int(count)
                 print("posted", flush=True)
             elif command == "array":
-                array.post(Value(ARRAY, {"value": np.arange(int(count), dtype=np.float64)}))
+                values = np.arange(int(count), dtype=np.float64)
+                array.post(Value(ARRAY, {"value": values}))
+                pair.post(Value(PAIR, {"value": values, "time_ns": np.arange(int(count), dtype=np.int64)}))
                 print("ok", flush=True)
 
 
