@@ -233,10 +233,18 @@ there are fewer than 100 samples.
   ceiling of this single Python producer. A rate, so higher is better: the ratio is the share
   of the producer's ceiling the collector keeps up with.
 - **ingest, OUT watched by a monitor**: during the retrieval fill, from {full.sizes[0]:,}
-  samples on, four windows of {full.watch:,} updates each, ABBA: not watched, a
-  monitor (columns request) on `OUT:<pv>`, the same, not watched; the collector's CPU per
+  samples on, eight windows of {full.watch:,} updates each, ABBA ABBA: not watched,
+  a monitor (columns request) on `OUT:<pv>`, the same, not watched; the collector's CPU per
   update, with the collector pinned to one CPU and the source and the benchmark process to
-  another. A watched OUT is rebuilt every publish period (1 s) while its data change.
+  another. A watched OUT is rebuilt every publish period (1 s) while its data change. Where
+  the extra goes (a trial, CPU per thread from /proc/PID/task over eight such windows): three
+  quarters of the collector's CPU is pvxs's client TCP thread receiving the updates, on both
+  sides; watching added about 9 %: the publishing thread's rebuilds (about 34 ms each at
+  100k-500k samples, 28 ms of it making the 10,000 `history` structures, all of them new each
+  period for a PV this fast, though this monitor asks only for the columns), pvxs's server
+  TCP thread sending each 2-8 MB value (about 26 ms a post), and a little more receiving.
+  With `history_limit` 1 the same windows gave 1.09x, so the columns alone, sent whole at
+  every period, are most of it.
 - **collector windows** (ingest, polling and spooling): the collector is enabled, and after
   {collector.SETTLE:g} s (its channels connected) its CPU is taken over the window; then it is
   disabled. So no window holds subscribing or unsubscribing (for 200 PVs about 40 ms of CPU
@@ -265,8 +273,8 @@ there are fewer than 100 samples.
   `history` field's (a rebuild cannot tell whether a client will ask for it); with
   `history_limit` low it goes.
 - **ingest CPU per update, spooling to HDF5**: {full.spool_pvs} IOC records as above,
-  recorded by two collectors in turn, eight windows of
-  {collector.SPOOL_WINDOW:g} s (ABBA, then ABBA): one with CONFIG `spool_file` set,
+  recorded by two collectors in turn, sixteen windows of
+  {collector.SPOOL_WINDOW:g} s (ABBA ABBA, then ABBA ABBA): one with CONFIG `spool_file` set,
   spool_interval {collector.SPOOL_INTERVAL:g} s (the default) and the emd-hdf5 spool defaults
   (no compression, 16 KiB chunks), one without; halfway they swap roles (CONFIG), so that what
   differs between the two processes does not count as spooling. The spool's clock starts at

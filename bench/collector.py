@@ -330,7 +330,8 @@ def retrieval(sizes: list[int], watch: int, gets: int = 5) -> list[Result]:
     in chunks the monitor queue holds. At each size: gets of the OUT columns against gets of an
     NTScalarArray of as many doubles (alternating, after one of each to connect), and first
     gets on new channels; at the first size also gets of the ``history`` field, and the ingest
-    CPU per update while a monitor watches OUT against none (ABBA, `watch` updates each)."""
+    CPU per update while a monitor watches OUT against none (ABBA ABBA, `watch` updates
+    each)."""
     source_prefix = unique_prefix("bench-src")
     array, pair = f"{source_prefix}:ARRAY", f"{source_prefix}:PAIR"
     results: list[Result] = []
@@ -406,8 +407,8 @@ def retrieval(sizes: list[int], watch: int, gets: int = 5) -> list[Result]:
                 quiet: list[float] = []
                 watched: list[float] = []
                 with separate_cpus([pid], [source.pid]):
-                    for i in range(4):
-                        if i in (1, 2):
+                    for i in range(8):  # ABBA ABBA: one window varies by 10 % here
+                        if i % 4 in (1, 2):
                             with Context("pva", nt=False) as context:
                                 monitor = context.monitor(out, lambda value: None, request=COLUMNS)
                                 watched.append(fill(watch) * 1e6)
@@ -496,10 +497,11 @@ def polling(pvs: int, seconds: float, samples: int, polled: int = 5) -> list[Res
                f"bare p4p SharedPV, {samples} doubles", unit="us"),
     ]
 
-def spooling(pvs: int, seconds: float, rounds: int = 8) -> list[Result]:
+def spooling(pvs: int, seconds: float, rounds: int = 16) -> list[Result]:
     """Two collectors recording the same `pvs` IOC records, one spooling to an HDF5 file, one
-    not, enabled in turn for `rounds` windows of `seconds` each (ABBA ABBA ABBA: a few windows
-    per side, as a window's CPU varies by 10-20 % here): CPU per update. Halfway the two swap
+    not, enabled in turn for `rounds` windows of `seconds` each (ABBA ABBA per half: eight
+    windows a side, as a window's CPU varies by 10-20 % here; with four a side two runs of the
+    same code gave 1.04x and 1.13x): CPU per update. Halfway the two swap
     roles, so what differs between the two processes themselves does not count as spooling.
     The spooling one keeps its file open while disabled (as a collector does), so after an
     untimed first window of each role (connecting; making the file and its groups), the windows

@@ -108,16 +108,18 @@ class RingBuffer:
 
     def columns(self, first: int = 0) -> dict[str, np.ndarray]:
         """Copies of the columns, oldest sample first (from the `first` oldest on)."""
-        order = (np.arange(first, self.count) + self.start) % self.capacity if self.count else np.arange(0)
-        columns = {
-            "value": self.value[order],
-            "time_ns": self.time_ns[order],
-            "severity": self.severity[order],
-            "status": self.status[order],
-        }
+        # At most two slices, not an index array: the copy runs at memcpy speed (a publish of
+        # a 300k-sample OUT took ~3.5 ms here with fancy indexing, holding the recorder's lock)
+        begin = (self.start + first) % self.capacity if self.capacity else 0
+        end = begin + max(self.count - first, 0)
+        wrapped = end - self.capacity  # samples that continue at row 0
+        arrays = {"value": self.value, "time_ns": self.time_ns, "severity": self.severity,
+                  "status": self.status}
         if self.length is not None:
-            columns["length"] = self.length[order]
-        return columns
+            arrays["length"] = self.length
+        if wrapped <= 0:
+            return {name: array[begin:end].copy() for name, array in arrays.items()}
+        return {name: np.concatenate((array[begin:], array[:wrapped])) for name, array in arrays.items()}
 
     def since(self, cursor: int) -> tuple[dict[str, np.ndarray], int]:
         """Copies of the samples appended after the first `cursor` ones (an earlier
