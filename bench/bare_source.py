@@ -4,11 +4,11 @@ and the baseline array a plain client gets.
 ``python -m bench.bare_source PREFIX`` serves ``PREFIX:SOURCE`` (an NTScalar double; its
 initial value is update 0), ``PREFIX:ARRAY`` (an NTScalarArray double) and ``PREFIX:PAIR`` (a
 structure of two arrays, ``value`` double and ``time_ns`` int64: the bytes of a collector's
-value and time columns), prints ``ready``,
-then obeys lines on standard input: ``post N`` posts the next N updates of SOURCE as fast as it
-can (value and ``timeStamp.userTag`` count the updates, stamped now) and answers ``posted``;
-``array N`` posts an N-element array on ARRAY, and two on PAIR, and answers ``ok``. It exits when its standard
-input closes. Run it with the loopback EPICS environment (it inherits the benchmark's).
+value and time columns), prints ``ready``, then obeys lines on standard input: ``post N``
+posts the next N updates of SOURCE as fast as it can (value and ``timeStamp.userTag`` count
+the updates, stamped now) and answers ``posted``; ``array N`` posts an N-element array on
+ARRAY, and two on PAIR, and answers ``ok``. It exits when its standard input closes. Run it
+with the loopback EPICS environment (it inherits the benchmark's).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from emd_collector import load_npz
 from p4p.client.thread import Context
 
 from epics_meta_devices import DeviceClient
-from epics_meta_devices.testing import DeviceProcess, IocProcess, unique_prefix
+from epics_meta_devices.testing import DeviceProcess, IocProcess, unique_prefix, wait_until
 
 from ._common import Result, ask, separate_cpus, start_helper, stop_helper
 from .factory import rss_mb
@@ -297,15 +297,6 @@ def wait_received(collector: DeviceClient, count: int, timeout: float = 60.0) ->
     return received
 
 
-def wait_stored(collector: DeviceClient, samples: int, timeout: float) -> None:
-    """Wait until the collector's STATUS shows `samples` stored; RuntimeError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while (stored := collector.get_pv("STATUS")["samples"]) < samples:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{stored} of {samples} samples stored after {timeout:g} s")
-        time.sleep(0.5)
-
-
 def timed_get(context: Context, name: str, request: str | None = None) -> float:
     """Seconds one get of `name` takes."""
     started = time.perf_counter()
@@ -463,7 +454,8 @@ def polling(pvs: int, seconds: float, samples: int, polled: int = 5) -> list[Res
                                         "data_dir": data, "publish_period": PUBLISH_PERIOD})
         stack.enter_context(separate_cpus([pid], [ioc_pid, source.pid]))
         collector.enable()
-        wait_stored(collector, pvs * samples, timeout=samples / RATE * 1.5 + 30)
+        wait_until(lambda: collector.get_pv("STATUS")["samples"] >= pvs * samples,
+                   samples / RATE * 1.5 + 30, f"every buffer full ({samples} samples a PV)")
         collector.disable()
         outs = [f"{collector.prefix}:OUT:{n}" for n in names[:polled]]
         kinds = ("quiet", "paced", "paced", "quiet") * 2 + ("tight", "tight")

@@ -110,7 +110,7 @@ class RingBuffer:
         """Copies of the columns, oldest sample first (from the `first` oldest on)."""
         # At most two slices, not an index array: the copy runs at memcpy speed (a publish of
         # a 300k-sample OUT took ~3.5 ms here with fancy indexing, holding the recorder's lock)
-        begin = (self.start + first) % self.capacity if self.capacity else 0
+        begin = (self.start + first) % self.capacity  # capacity >= 1: max_samples >= 1
         end = begin + max(self.count - first, 0)
         wrapped = end - self.capacity  # samples that continue at row 0
         arrays = {"value": self.value, "time_ns": self.time_ns, "severity": self.severity,
