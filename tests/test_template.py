@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 import epics_meta_devices as emd
 from epics_meta_devices.cli import app
-from epics_meta_devices.testing import DeviceProcess, SourcePVs, wait_until
+from epics_meta_devices.testing import DeviceProcess, SourcePVs, foreign_environment, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template"
@@ -126,8 +126,9 @@ def test_rendered_projects_pass_ruff(projects):
 
 
 def test_rendered_projects_pass_their_own_tests(projects, plugin_env):
-    """`pytest` in each project, as its README says: all at once, each in its own process."""
-    env = {**os.environ, **plugin_env}
+    """`pytest` in each project, as its README says: all at once, each in its own process, from
+    a shell whose EPICS server settings are foreign (the pytest plugin must override them all)."""
+    env = {**os.environ, **plugin_env, **foreign_environment()}
     env.pop("EMD_PLUGINS", None)  # only what is installed: no test devices of the core
     # Each in a session of its own, so that a run that hangs goes with all its device processes.
     runs = {name: subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],

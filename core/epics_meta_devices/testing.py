@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,46 +21,15 @@ from p4p.server import Server
 from p4p.server.thread import SharedPV
 
 from ._client import DeviceClient
+from ._environment import (  # noqa: F401  (part of this module's API since the first release)
+    LOOPBACK_ENV,
+    describe_ports,
+    foreign_environment,
+    free_port,
+    loopback_environment,
+    use_loopback_environment,
+)
 from ._state import DeviceError, DeviceState, DeviceTimeout
-
-# The settings of shared/epics-loopback.env: every search, beacon and server stays on loopback.
-LOOPBACK_ENV: dict[str, str] = {
-    "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-    "EPICS_PVA_ADDR_LIST": "127.0.0.1",
-    "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
-    "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
-    "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
-    "EPICS_CA_AUTO_ADDR_LIST": "NO",
-    "EPICS_CA_ADDR_LIST": "127.0.0.1",
-    "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
-    "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
-    "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
-}
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port on 127.0.0.1 that is free now, for TCP (default) or UDP (SOCK_DGRAM)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def loopback_environment() -> dict[str, str]:
-    """Loopback-only EPICS settings with a search (broadcast) port and server port of their own,
-    so processes started with them never see, nor are seen by, any other run on this host."""
-    return {
-        **LOOPBACK_ENV,
-        "EPICS_PVA_BROADCAST_PORT": str(free_port(socket.SOCK_DGRAM)),
-        "EPICS_PVA_SERVER_PORT": str(free_port()),
-    }
-
-
-def use_loopback_environment() -> dict[str, str]:
-    """Put `loopback_environment()` into os.environ. Call it before creating any p4p Context or
-    Server: p4p reads the environment when those are created."""
-    env = loopback_environment()
-    os.environ.update(env)
-    return env
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "the condition") -> None:
@@ -139,7 +107,17 @@ class DeviceProcess:
                 )
             if waited >= timeout:
                 self.stop()
-                raise DeviceTimeout(f"{self.prefix} not serving after {timeout} s")
+                raise DeviceTimeout(self._not_serving(timeout))
+
+    def _not_serving(self, timeout: float) -> str:
+        """Why a started device may not be found: the ports each side used, and the end of
+        what the device itself said."""
+        tail = "\n".join(self.output().splitlines()[-20:]) or "(nothing)"
+        return (f"{self.prefix} not serving after {timeout} s. A client finds a device only if "
+                f"both use the same search port and addresses.\n"
+                f"  device process: {describe_ports(self.env)}\n"
+                f"  this client:    {describe_ports(os.environ)}\n"
+                f"  the device's last output:\n{tail}")
 
     def stop(self, timeout: float = 10.0) -> int:
         """Close the device through CLOSE if it still answers, then wait for the process to end
