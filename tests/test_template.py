@@ -351,7 +351,8 @@ def test_core_wheel_carries_the_template_for_emd_new(tmp_path):
         names = set(archive.namelist())
         archive.extractall(tmp_path / "site")
     assert {"epics_meta_devices/_template/copier.yml",
-            "epics_meta_devices/_template/project/{{package}}/_device.py.jinja"} <= names
+            "epics_meta_devices/_template/project/{{package}}/_device.py.jinja",
+            "epics_meta_devices/epics-loopback.env"} <= names  # read by the loopback settings
     # `emd new` of the unpacked wheel (first on PYTHONPATH) copies the template it carries.
     site = os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": site}
