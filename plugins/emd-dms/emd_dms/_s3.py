@@ -27,6 +27,14 @@ RETRY_CODES = frozenset({"SlowDown", "RequestTimeout", "Throttling", "Throttling
                          "InternalError", "ServiceUnavailable"})
 
 
+def _require_boto3() -> None:
+    """boto3 is an extra of emd-dms (most sites upload elsewhere): say how to get it."""
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        raise ValueError("s3: the s3 uploader needs boto3: pip install 'emd-dms[s3]'") from None
+
+
 class S3Uploader:
     """Uploads to S3. Options: ``bucket``; ``key`` (default the file's name; a key ending in
     ``/`` is a prefix the file's name is added to); ``endpoint_url`` (for S3 services other than
@@ -54,8 +62,10 @@ class S3Uploader:
                 "timeout": seconds_option(options, "timeout", self.name, 60.0)}
 
     def check(self, path: Path, options: Mapping[str, Any]) -> None:
-        """ValueError for bad options, without uploading (a collector asks when UPLOAD is put)."""
+        """ValueError for bad options, or boto3 missing, without uploading (a collector asks
+        when UPLOAD is put)."""
         self.settings(options, Path(path).name)
+        _require_boto3()
 
     def upload(self, path: Path, options: Mapping[str, Any],
                progress: Progress = no_progress) -> str:
@@ -63,6 +73,7 @@ class S3Uploader:
         s = self.settings(options, path.name)
         bucket, key = s["bucket"], s["key"]
         where = f"uploading {path.name} to s3://{bucket}/{key}"
+        _require_boto3()
         import boto3  # here, not at import: every emd process loads plugins, few upload to S3
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config

@@ -5,6 +5,7 @@ EMD_DMS_CONFIG file is read carefully."""
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -130,3 +131,21 @@ def test_check_refuses_bad_options_without_uploading(target, tmp_path):
     uploader.check(tmp_path / "run.h5", VALID[target])  # valid: nothing raised, nothing sent
     with pytest.raises(ValueError, match="colour"):
         uploader.check(tmp_path / "run.h5", {**VALID[target], "colour": "red"})
+
+
+def test_s3_without_boto3_is_refused_saying_how_to_install_it(prefix, run_device, tmp_path):
+    """boto3 is the extra `emd-dms[s3]`: a collector on a host without it refuses an S3 UPLOAD
+    with the install line, and nothing is queued."""
+    from emd_collector import CollectorClient
+
+    hidden = tmp_path / "no-boto3"
+    hidden.mkdir()
+    (hidden / "boto3.py").write_text("raise ImportError('No module named boto3')\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "run.npz").write_bytes(b"recorded")
+    run_device("collect.Collector", prefix, config={"data_dir": str(tmp_path / "data")},
+               env={"PYTHONPATH": os.pathsep.join([str(hidden), os.environ.get("PYTHONPATH", "")])})
+    with CollectorClient(prefix) as collector:
+        with pytest.raises(emd.DeviceError, match=r"needs boto3: pip install 'emd-dms\[s3\]'"):
+            collector.upload("run.npz", "s3", bucket="beamtime")
+        assert collector.upload_status()["state"] == "idle"
