@@ -46,11 +46,17 @@ class DeviceTypeRegistry:
         return info
 
     def get(self, name: str) -> DeviceTypeInfo:
+        """The type called `name`; DeviceError listing the known types, and the plugins that
+        failed to load (one of them may be the one that provides it)."""
         try:
             return self._types[name]
         except KeyError:
             known = ", ".join(sorted(self._types)) or "none installed"
-            raise DeviceError(f"unknown device type {name!r} (known: {known})") from None
+            message = f"unknown device type {name!r} (known: {known})"
+            failed = _failed_plugins()
+            if failed:
+                message += f"; plugins that failed to load: {'; '.join(failed)} (see `emd plugins`)"
+            raise DeviceError(message) from None
 
     def names(self) -> list[str]:
         return sorted(self._types)
@@ -64,6 +70,14 @@ class DeviceTypeRegistry:
 
 registry = DeviceTypeRegistry()
 """The registry of this process."""
+
+
+def _failed_plugins() -> list[str]:
+    """``name (error)`` of each plugin that failed to load in this process so far. Reads the
+    reports without loading plugins: a plugin may look a type up while it is being loaded."""
+    from ._plugins import _reports  # at call time: _plugins imports this module
+
+    return [f"{report.name} ({report.error})" for report in list(_reports) if report.error]
 
 
 def default_type_name(cls: type) -> str:

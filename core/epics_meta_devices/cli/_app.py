@@ -18,6 +18,7 @@ from .._logging import configure_logging
 from .._plugins import call_isolated, plugin_manager, plugin_reports
 from .._registry import registry
 from .._state import DeviceError
+from ._complete import complete_device_types
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -61,10 +62,11 @@ def _root(
 ConfigOption = Annotated[Optional[str], typer.Option(help="CONFIG to apply: JSON or @file.")]
 
 
-def parse_config(text: str) -> dict[str, Any]:
-    """A ``--config`` value: a JSON object, or ``@file`` naming a file that holds one."""
+def parse_config(text: str, what: str = "--config") -> dict[str, Any]:
+    """A ``--config`` value (or another argument, named `what` in errors): a JSON object, or
+    ``@file`` naming a file that holds one."""
     if not text.startswith("@"):
-        return config_from_json(text, "--config")
+        return config_from_json(text, what)
     path = Path(text[1:])
     try:
         return config_from_json(path.read_text(), str(path))
@@ -74,7 +76,8 @@ def parse_config(text: str) -> dict[str, Any]:
 
 @device_app.command("run")
 def device_run(
-    device_type: Annotated[str, typer.Argument(help="Device type, e.g. ping.Ping (see `emd types`).")],
+    device_type: Annotated[str, typer.Argument(help="Device type, e.g. ping.Ping (see `emd types`).",
+                                               autocompletion=complete_device_types)],
     prefix: Annotated[str, typer.Argument(help="PV prefix the device serves under.")],
     config: ConfigOption = None,
     log_level: LogLevel = "INFO",
@@ -146,6 +149,8 @@ def status(
 
 from . import _factory  # noqa: E402,F401  (registers the factory commands)
 from . import _new  # noqa: E402,F401  (registers `emd new`)
+from . import _pv  # noqa: E402,F401  (registers get, put, monitor, rpc)
+from . import _control  # noqa: E402,F401  (registers configure, enable, disable, close)
 
 
 def main(argv: list[str] | None = None) -> None:

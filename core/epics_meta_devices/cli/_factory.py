@@ -12,6 +12,7 @@ from .._device import serve_until_closed
 from .._logging import configure_logging
 from ..factory import DeviceFactory, FactoryClient
 from ._app import AsJson, ConfigOption, LogLevel, Timeout, app, factory_app, parse_config
+from ._complete import complete_factory_devices, complete_factory_types
 
 FactoryPrefix = Annotated[str, typer.Argument(help="PV prefix of the factory.")]
 DevicePrefix = Annotated[str, typer.Argument(help="PV prefix of the device.")]
@@ -35,9 +36,11 @@ def factory_run(
 @app.command("create")
 def create(
     factory: FactoryPrefix,
-    device_type: Annotated[str, typer.Argument(help="Device type, one of the factory's DEVICETYPES.")],
+    device_type: Annotated[str, typer.Argument(help="Device type, one of the factory's DEVICETYPES.",
+                                               autocompletion=complete_factory_types)],
     prefix: DevicePrefix,
     config: ConfigOption = None,
+    as_json: AsJson = False,
     timeout: Timeout = 60.0,
     log_level: LogLevel = "WARNING",
 ) -> None:
@@ -45,12 +48,22 @@ def create(
     configure_logging(log_level)
     with FactoryClient(factory) as client:
         client.create_timeout = timeout
-        client.create(device_type, prefix, parse_config(config) if config else None).disconnect()
+        device = client.create(device_type, prefix, parse_config(config) if config else None)
+        state = device.state.value if as_json else ""
+        device.disconnect()
+    if as_json:
+        typer.echo(json.dumps({"factory": factory, "type": device_type, "prefix": prefix, "state": state}))
+        return
     typer.echo(f"created {device_type} {prefix}")
 
 
 @app.command("delete")
-def delete(factory: FactoryPrefix, prefix: DevicePrefix, timeout: Timeout = 60.0, log_level: LogLevel = "WARNING") -> None:
+def delete(
+    factory: FactoryPrefix,
+    prefix: Annotated[str, typer.Argument(help="PV prefix of the device.", autocompletion=complete_factory_devices)],
+    timeout: Timeout = 60.0,
+    log_level: LogLevel = "WARNING",
+) -> None:
     """Delete a device of a factory; returns once its process is gone."""
     configure_logging(log_level)
     with FactoryClient(factory) as client:

@@ -30,7 +30,8 @@ def emd_exporters() -> list[Any]:
 
 @emd.hookimpl
 def emd_cli(app: typer.Typer) -> None:
-    from ._cli import collect, export
+    from ._cli import collect, export, upload
 
     app.command("collect")(collect)
     app.command("export")(export)
+    app.command("upload")(upload)
