@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 
+from ._access import CONTROL_GROUP, DEFAULT_GROUP, FACTORY_GROUP, AccessPolicy, Client, current_client
 from ._client import DeviceClient, client_for
 from ._config import EmptyConfig, config_from_json, config_to_dict
 from ._device import MetaDevice, validate_prefix
@@ -37,6 +38,12 @@ devices = DeviceNamespace()
 """Installed device types: ``emd.devices.ping.Ping('p1')``."""
 
 __all__ = [
+    "CONTROL_GROUP",
+    "DEFAULT_GROUP",
+    "FACTORY_GROUP",
+    "AccessPolicy",
+    "Client",
+    "current_client",
     "ENTRY_POINT_GROUP",
     "DeviceClient",
     "DeviceFactory",

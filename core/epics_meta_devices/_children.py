@@ -53,6 +53,8 @@ class ChildDevice:
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
     )
     state: str = "starting"
+    creator: str = ""
+    """account@host of the client whose CREATE started it ("" when the factory's process did)."""
     subscription: Any = None
     _reaping: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _exit_code: int | None = None
@@ -78,15 +80,16 @@ class ChildDevice:
                 self._released = True
 
 
-def start_child(device_type: str, prefix: str, config: dict[str, Any] | None, timeout: float) -> ChildDevice:
+def start_child(device_type: str, prefix: str, config: dict[str, Any] | None, timeout: float,
+                acf: str | None = None) -> ChildDevice:
     """Start a device process and return once it serves its PVs. If it fails to start (bad
     config, prefix served elsewhere, a crash), raise DeviceError with its reason, leaving no
-    process behind."""
+    process behind. `acf`: the access security file the device enforces (the factory's)."""
     report, child_end = SPAWN.Pipe(duplex=False)
     close_event, exit_event = SPAWN.Event(), SPAWN.Event()
     process = SPAWN.Process(
         target=run_child,
-        args=(device_type, prefix, config, close_event, exit_event, child_end, logging.getLogger().level),
+        args=(device_type, prefix, config, close_event, exit_event, child_end, logging.getLogger().level, acf),
         name=f"{CHILD_NAME_PREFIX}{prefix}",
         # daemon: when the factory's Python exits, multiprocessing terminates (SIGTERM: a clean
         # close) its devices instead of waiting for them forever
@@ -133,16 +136,19 @@ def run_child(
     exit_event: Event,
     report: Connection,
     log_level: int,
+    acf: str | None = None,
 ) -> None:
     """The body of a device process: build the device, report, serve until closed."""
     from ._logging import configure_logging
     from ._plugins import plugin_manager
+    from ._device import handle_signals, serve_until_closed
     from ._registry import registry
 
     configure_logging(log_level or logging.WARNING)
     try:
         plugin_manager()
-        device = registry.get(device_type).cls(prefix, config=config)
+        device = registry.get(device_type).cls(prefix, config=config, acf=acf)
+        handle_signals(device)  # before reporting: the factory may forward a SIGHUP at once
     except Exception as exc:
         report.send(("error", f"cannot create {prefix}: {exc}"))
         report.close()
@@ -150,8 +156,6 @@ def run_child(
         sys.exit(1)
     report.send(("ok", ""))
     report.close()
-
-    from ._device import serve_until_closed
 
     parent = os.getppid()
 

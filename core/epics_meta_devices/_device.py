@@ -17,6 +17,8 @@ from p4p.client.thread import Context, Subscription
 from p4p.server import Server, StaticProvider
 from p4p.util import ThreadedWorkQueue
 
+from ._access import CONTROL_GROUP, DEFAULT_GROUP, AccessPolicy
+from ._access_provider import GuardedProvider
 from ._config import EmptyConfig, changes_from_put, config_pv_type, config_to_dict, merge_config
 from ._logging import device_logger
 from ._pvs import DevicePV, PutHandler
@@ -78,7 +80,10 @@ class MetaDevice(metaclass=_ServeAfterInit):
     """Base class of every device.
 
     A device serves the default PVs TYPE, STATE, UUID, CONFIG, INFO, ENABLE and CLOSE under its
-    prefix, plus any PVs it adds with `add_pv`. Constructing it starts serving and returns;
+    prefix, plus any PVs it adds with `add_pv`. With ``acf=`` (an EPICS access security file)
+    every put, RPC and new channel is checked against the rules of the PV's access group
+    (CONFIG, ENABLE and CLOSE are in CONTROL); without it any client may do anything, as on an
+    IOC without access security. Constructing it starts serving and returns;
     `wait_closed` blocks until it is closed. Subclasses override the hooks `configure`,
     `start`, `stop` and `close`; the base class calls them when CONFIG, ENABLE and CLOSE are put
     and enforces the state machine around them, so a hook that raises refuses the put and leaves
@@ -104,8 +109,12 @@ class MetaDevice(metaclass=_ServeAfterInit):
         *,
         config: Mapping[str, Any] | None = None,
         server_conf: Mapping[str, str] | None = None,
+        acf: str | os.PathLike[str] | None = None,
     ) -> None:
         self.prefix = validate_prefix(prefix)
+        self.acf_path = os.fspath(acf) if acf else None
+        """The access security file this device enforces (None: open to every client)."""
+        self.access = AccessPolicy(self.acf_path) if self.acf_path else None
         self.log = device_logger(self.device_type or type(self).__name__, prefix)
         self.config = self.Config()
         self.uuid = str(uuid.uuid4())
@@ -119,7 +128,10 @@ class MetaDevice(metaclass=_ServeAfterInit):
         self._client_context: Context | None = None
         self._subscriptions: list[Subscription] = []
         self._pvs: dict[str, DevicePV] = {}
-        self._provider = StaticProvider(f"emd:{prefix}")
+        self._provider: StaticProvider | GuardedProvider = (
+            StaticProvider(f"emd:{prefix}") if self.access is None
+            else GuardedProvider(f"emd:{prefix}", self.access)
+        )
         self._providers: list[Any] = [self._provider]
         # Handlers of this device run on its own queue: one at a time, and never on p4p's shared
         # queues, where a blocking client call could deadlock (see P4P notes).
@@ -131,11 +143,12 @@ class MetaDevice(metaclass=_ServeAfterInit):
         self._uuid_pv = self.add_pv("UUID", self.uuid)
         self._config_type = config_pv_type(self.Config)
         self._config_pv = self.add_pv(
-            "CONFIG", config_to_dict(self.config), type=self._config_type, on_put=self._put_config
+            "CONFIG", config_to_dict(self.config), type=self._config_type, on_put=self._put_config,
+            access_group=CONTROL_GROUP,
         )
         self._info_pv = self.add_pv("INFO", self._info(), type=INFO_TYPE)
-        self._enable_pv = self.add_pv("ENABLE", False, on_put=self.set_enabled)
-        self._close_pv = self.add_pv("CLOSE", False, on_put=self._put_close)
+        self._enable_pv = self.add_pv("ENABLE", False, on_put=self.set_enabled, access_group=CONTROL_GROUP)
+        self._close_pv = self.add_pv("CLOSE", False, on_put=self._put_close, access_group=CONTROL_GROUP)
 
     # -- hooks for subclasses -----------------------------------------------------------------
 
@@ -165,6 +178,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
         choices: Sequence[str] | None = None,
         nt: Any = None,
         on_rpc: Callable[[Value], Any] | None = None,
+        access_group: str = DEFAULT_GROUP,
     ) -> DevicePV:
         """Serve ``PREFIX:name``. The PV type follows `initial` (float, int, bool, str, list,
         NumPy array), is an NTEnum when `choices` are given, a structure with ``type=``, or
@@ -174,16 +188,23 @@ class MetaDevice(metaclass=_ServeAfterInit):
         show the new value; return a Future to complete the put later); ``writable=True`` stores
         puts as they are; otherwise read-only. ``on_rpc(arguments)`` answers RPC calls with the
         Value it returns (raise DeviceError to refuse).
+
+        `access_group` is the access security group (ASG) whose rules decide who may read, put
+        and call the PV when the device runs with an ACF; a group the file does not define
+        falls back to DEFAULT. Controls that change what the device does belong in CONTROL.
         """
         full_name = f"{self.prefix}:{name}"
         if full_name in self._pvs:
             raise DeviceError(f"{full_name} is already served by this device")
         pv = DevicePV(
             self, full_name, initial, on_put=on_put, writable=writable, type=type,
-            choices=choices, nt=nt, on_rpc=on_rpc, queue=self._queue,
+            choices=choices, nt=nt, on_rpc=on_rpc, queue=self._queue, access_group=access_group,
         )
         self._pvs[full_name] = pv
-        self._provider.add(full_name, pv._pv)
+        if isinstance(self._provider, GuardedProvider):
+            self._provider.add(full_name, pv._pv, access_group)
+        else:
+            self._provider.add(full_name, pv._pv)
         return pv
 
     def remove_pv(self, pv: DevicePV) -> None:
@@ -280,6 +301,18 @@ class MetaDevice(metaclass=_ServeAfterInit):
             self._state = new
             self._state_pv.post(STATE_NAMES.index(new.value))
             self._enable_pv.post(new is DeviceState.running)
+
+    def reload_access(self) -> None:
+        """Read the access security file again (what SIGHUP does); a bad file is logged and the
+        rules in force stay. Nothing to do for a device without a file."""
+        if self.access is None:
+            return
+        try:
+            self.access.reload()
+        except DeviceError as exc:
+            self.log.error("%s; keeping the rules in force", exc)
+        else:
+            self.log.info("access security reloaded from %s", self.acf_path)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -456,12 +489,22 @@ class MetaDevice(metaclass=_ServeAfterInit):
             self._queue.stop()
 
 
+def handle_signals(device: MetaDevice) -> None:
+    """From the main thread: close `device` cleanly on SIGINT or SIGTERM, and re-read its
+    access security file on SIGHUP (only when it has one: otherwise SIGHUP keeps its default
+    meaning, a hang-up ends the process)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: device.shutdown())
+    if device.access is not None:
+        signal.signal(signal.SIGHUP, lambda *_: device.reload_access())
+
+
 def serve_until_closed(device: MetaDevice, poll: float = 0.5) -> None:
-    """Block until `device` is closed, closing it cleanly on SIGINT or SIGTERM (from the main
-    thread). `poll` bounds how long a signal waits to be handled."""
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: device.shutdown())
+    """Block until `device` is closed, handling signals as `handle_signals` says (from the
+    main thread). `poll` bounds how long a signal waits to be handled."""
+    handle_signals(device)
     while not device.wait_closed(timeout=poll):
         pass
     device.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -11,6 +12,7 @@ from p4p import Type, Value
 from p4p.nt import NTEnum, NTScalar, NTTable
 from p4p.server.thread import SharedPV
 
+from ._access import DEFAULT_GROUP, PUT, RPC, Client, handling
 from ._state import DeviceError
 
 if TYPE_CHECKING:
@@ -66,6 +68,11 @@ class DevicePV:
     when ``writable=True``, and are refused with a clear message otherwise. A handler that
     returns a `concurrent.futures.Future` completes the put when the future does, so slow work
     (e.g. starting a process) need not hold up the device's other PVs.
+
+    Every put and RPC is checked against the device's access policy for `access_group` (when
+    the device runs with an ACF) and logged with the client's account@host: at INFO for PVs of
+    a group other than DEFAULT (the controls), at DEBUG for the rest; refusals by access
+    security at WARNING.
     """
 
     def __init__(
@@ -81,9 +88,12 @@ class DevicePV:
         choices: Sequence[str] | None,
         nt: Any,
         queue: WorkQueue,
+        access_group: str = DEFAULT_GROUP,
     ) -> None:
         self.device = device
         self.name = name
+        self.access_group = access_group
+        self._audit = logging.INFO if access_group != DEFAULT_GROUP else logging.DEBUG
         self._on_put = on_put
         self._on_rpc = on_rpc
         self._writable = writable
@@ -140,52 +150,80 @@ class DevicePV:
     # -- p4p handler protocol (runs on the device's work queue) -------------------------------
 
     def put(self, pv: SharedPV, op: Any) -> None:
+        client = Client.of(op)
+        if not self._permitted(PUT, client):
+            self._answer(op, client, "put", f"put to {self.name} refused by access security for {client}", denied=True)
+            return
         if self._on_put is None and not self._writable:
-            op.done(error=f"{self.name} is read-only")
+            self._answer(op, client, "put", f"{self.name} is read-only")
             return
         raw = op.value()
         value = raw if self._nt is None else (
             raw["value.index"] if self._choices is not None else raw["value"]
         )
         if self._choices is not None and not 0 <= value < len(self._choices):
-            op.done(error=f"{self.name}: index {value} is not one of the choices {self._choices}")
+            self._answer(op, client, "put", f"{self.name}: index {value} is not one of the choices {self._choices}")
             return
         try:
             if self._on_put is None:
                 self.post(value)
                 result = None
             else:
-                result = self._on_put(value)
+                with handling(client):
+                    result = self._on_put(value)
         except Exception as exc:
-            self._refuse(op, exc)
+            self._answer(op, client, "put", self._refusal(exc))
             return
         if isinstance(result, Future):
-            result.add_done_callback(lambda done: self._finish(op, done))
+            result.add_done_callback(lambda done: self._finish(op, client, done))
         else:
-            op.done()
+            self._answer(op, client, "put")
 
     def rpc(self, pv: SharedPV, op: Any) -> None:
+        client = Client.of(op)
+        if not self._permitted(RPC, client):
+            self._answer(op, client, "RPC", f"RPC to {self.name} refused by access security for {client}", denied=True)
+            return
         if self._on_rpc is None:
-            op.done(error=f"{self.name} does not take RPC calls")
+            self._answer(op, client, "RPC", f"{self.name} does not take RPC calls")
             return
         try:
-            op.done(self._on_rpc(op.value()))
+            with handling(client):
+                reply = self._on_rpc(op.value())
         except Exception as exc:
-            self._refuse(op, exc)
+            self._answer(op, client, "RPC", self._refusal(exc))
+            return
+        self._answer(op, client, "RPC", reply=reply)
 
-    def _finish(self, op: Any, done: Future) -> None:
+    def _permitted(self, action: int, client: Client) -> bool:
+        policy = self.device.access
+        return policy is None or policy.allows(self.access_group, action, client)
+
+    def _finish(self, op: Any, client: Client, done: Future) -> None:
         if done.cancelled():  # e.g. queued CREATEs when a factory closes: answer, never leave hanging
-            op.done(error=f"{self.name}: cancelled, {self.device.prefix} is closing")
+            self._answer(op, client, "put", f"{self.name}: cancelled, {self.device.prefix} is closing")
             return
         exc = done.exception()
-        if exc is None:
-            op.done()
-        else:
-            self._refuse(op, exc)
+        self._answer(op, client, "put", None if exc is None else self._refusal(exc))
 
-    def _refuse(self, op: Any, exc: BaseException) -> None:
+    def _answer(self, op: Any, client: Client, verb: str, error: str | None = None, reply: Any = None,
+                denied: bool = False) -> None:
+        """Complete the operation, and log who did what (the audit trail of controls);
+        `denied`: refused by access security, always logged."""
+        log = self.device.log
+        if error is None:
+            if log.isEnabledFor(self._audit):
+                log.log(self._audit, "%s to %s by %s", verb, self.name, client)
+            op.done(reply) if reply is not None else op.done()
+            return
+        level = logging.WARNING if denied else self._audit
+        if log.isEnabledFor(level):
+            log.log(level, "%s to %s by %s refused: %s", verb, self.name, client, error)
+        op.done(error=error)
+
+    def _refusal(self, exc: BaseException) -> str:
         if isinstance(exc, DeviceError):
-            op.done(error=str(exc))
-        else:  # a handler bug: refuse the put, keep the device as it is
-            self.device.log.error("put to %s failed", self.name, exc_info=exc)
-            op.done(error=f"{type(exc).__name__}: {exc}")
+            return str(exc)
+        # a handler bug: refuse the put, keep the device as it is
+        self.device.log.error("put to %s failed", self.name, exc_info=exc)
+        return f"{type(exc).__name__}: {exc}"

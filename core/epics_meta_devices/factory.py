@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import multiprocessing.connection
 import os
+import signal
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any, Mapping
 from p4p import Type, Value
 from p4p.nt import NTScalar, NTTable
 
+from ._access import FACTORY_GROUP, current_client
 from ._children import ChildDevice, start_child, stop_child
 from ._client import DeviceClient, client_for
 from ._config import config_from_json
@@ -32,8 +34,9 @@ CREATE_TYPE = Type(
 """CREATE: ``config`` is optional JSON text of CONFIG fields applied at creation."""
 DELETE_TYPE = Type([("device_prefix", "s")], id="emd:factory:delete:1.0")
 DEVICES_TABLE = NTTable(
-    [("prefix", "s"), ("type", "s"), ("pid", "i"), ("state", "s"), ("start_time", "s")]
+    [("prefix", "s"), ("type", "s"), ("pid", "i"), ("state", "s"), ("start_time", "s"), ("creator", "s")]
 )
+"""DEVICES: ``creator`` is account@host of the client whose CREATE started the device."""
 
 
 @dataclass
@@ -77,10 +80,15 @@ class DeviceFactory(MetaDevice):
         self._watcher: threading.Thread | None = None
         self._wake_read, self._wake_write = os.pipe()
         plugin_manager()
-        self.create_pv = self.add_pv("CREATE", {}, type=CREATE_TYPE, on_put=self._on_create)
-        self.delete_pv = self.add_pv("DELETE", {}, type=DELETE_TYPE, on_put=self._on_delete)
+        self.create_pv = self.add_pv("CREATE", {}, type=CREATE_TYPE, on_put=self._on_create,
+                                     access_group=FACTORY_GROUP)
+        self.delete_pv = self.add_pv("DELETE", {}, type=DELETE_TYPE, on_put=self._on_delete,
+                                     access_group=FACTORY_GROUP)
         self.devices_pv = self.add_pv("DEVICES", [], nt=DEVICES_TABLE)
         self.devicetypes_pv = self.add_pv("DEVICETYPES", self.creatable_types(), nt=NTScalar("as"))
+        if self.access is None:
+            self.log.warning("no access security file (--acf): any client that reaches this host "
+                             "can create, delete and control devices")
 
     @staticmethod
     def creatable_types() -> list[str]:
@@ -107,11 +115,12 @@ class DeviceFactory(MetaDevice):
             if len(self._children) + len(self._starting) >= self.config.max_devices:
                 raise DeviceError(f"factory {self.prefix} already runs max_devices={self.config.max_devices}")
             self._starting.add(prefix)
-        return self._workers.submit(self._create, device_type, prefix, config)
+        client = current_client()
+        return self._workers.submit(self._create, device_type, prefix, config, str(client) if client else "")
 
-    def _create(self, device_type: str, prefix: str, config: dict[str, Any] | None) -> None:
+    def _create(self, device_type: str, prefix: str, config: dict[str, Any] | None, creator: str = "") -> None:
         try:
-            child = start_child(device_type, prefix, config, self.config.create_timeout)
+            child = start_child(device_type, prefix, config, self.config.create_timeout, self.acf_path)
         finally:
             with self._children_lock:
                 self._starting.discard(prefix)
@@ -119,12 +128,13 @@ class DeviceFactory(MetaDevice):
             closing = self._closing.is_set()
             if not closing:
                 self._children[prefix] = child
+        child.creator = creator
         if closing:
             stop_child(child, self.config.delete_timeout)
             raise DeviceError(f"factory {self.prefix} closed while {prefix} was starting")
         self._ensure_watcher()
         child.subscription = self.monitor(f"{prefix}:STATE", partial(self._on_child_state, child))
-        self.log.info("created %s %s (pid %s)", device_type, prefix, child.process.pid)
+        self.log.info("created %s %s (pid %s) for %s", device_type, prefix, child.process.pid, creator or "this process")
         self.create_pv.post({"device_type": device_type, "device_prefix": prefix,
                              "config": json.dumps(config) if config is not None else ""})
         self._post_devices()
@@ -206,9 +216,24 @@ class DeviceFactory(MetaDevice):
         with self._children_lock:
             self.devices_pv.post([
                 {"prefix": c.prefix, "type": c.device_type, "pid": c.process.pid or 0,
-                 "state": c.state, "start_time": c.started_at.isoformat(timespec="seconds")}
+                 "state": c.state, "start_time": c.started_at.isoformat(timespec="seconds"),
+                 "creator": c.creator}
                 for c in sorted(self._children.values(), key=lambda c: c.prefix)
             ])
+
+    def reload_access(self) -> None:
+        """Re-read the access security file here and in every device process (SIGHUP to each:
+        they enforce the same file)."""
+        super().reload_access()
+        if self.access is None:
+            return
+        with self._children_lock:
+            pids = [c.process.pid for c in self._children.values() if c.process.pid]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:  # it just exited: the watcher forgets it
+                pass
 
     # -- closing ----------------------------------------------------------------------------------
 
