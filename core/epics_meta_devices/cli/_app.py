@@ -60,6 +60,9 @@ def _root(
 
 
 ConfigOption = Annotated[Optional[str], typer.Option(help="CONFIG to apply: JSON or @file.")]
+AcfOption = Annotated[Optional[Path], typer.Option(
+    "--acf", envvar="EMD_ACF",
+    help="EPICS access security file (UAG/HAG/ASG rules) checked on every put; SIGHUP re-reads it.")]
 
 
 def parse_config(text: str, what: str = "--config") -> dict[str, Any]:
@@ -80,13 +83,14 @@ def device_run(
                                                autocompletion=complete_device_types)],
     prefix: Annotated[str, typer.Argument(help="PV prefix the device serves under.")],
     config: ConfigOption = None,
+    acf: AcfOption = None,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run a device in this process until it is closed (CLOSE PV) or interrupted (Ctrl-C)."""
     configure_logging(log_level)
     initial = parse_config(config) if config is not None else None
     plugin_manager()
-    serve_until_closed(registry.get(device_type).cls(prefix, config=initial))
+    serve_until_closed(registry.get(device_type).cls(prefix, config=initial, acf=acf))
 
 
 @app.command("types")

@@ -11,7 +11,7 @@ import typer
 from .._device import serve_until_closed
 from .._logging import configure_logging
 from ..factory import DeviceFactory, FactoryClient
-from ._app import AsJson, ConfigOption, LogLevel, Timeout, app, factory_app, parse_config
+from ._app import AcfOption, AsJson, ConfigOption, LogLevel, Timeout, app, factory_app, parse_config
 from ._complete import complete_factory_devices, complete_factory_types
 
 FactoryPrefix = Annotated[str, typer.Argument(help="PV prefix of the factory.")]
@@ -23,11 +23,12 @@ def factory_run(
     prefix: FactoryPrefix,
     config: ConfigOption = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Start disabled (CREATE refused until ENABLE).")] = False,
+    acf: AcfOption = None,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run a factory in this process (configured and enabled) until closed or interrupted."""
     configure_logging(log_level)
-    factory = DeviceFactory(prefix, config=parse_config(config) if config else {})
+    factory = DeviceFactory(prefix, config=parse_config(config) if config else {}, acf=acf)
     if not disabled:
         factory.set_enabled(True)
     serve_until_closed(factory)
