@@ -1,5 +1,5 @@
-"""emd-collector: the collect.Collector device, its client, the built-in .npz exporter and the
-``emd collect`` command."""
+"""emd-collector: the collect.Collector device, its client, the built-in .npz exporter, the
+``emd collect`` and ``emd plot`` commands, and recordings as pandas/xarray objects and plots."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import epics_meta_devices as emd
 
 from ._client import CollectorClient, CollectorManagement
 from ._device import Collector, CollectorConfig
+from ._frames import to_pandas, to_xarray
+from ._plot import plot_recording
 from ._recording import NpzExporter, RecordedPV, Recording, load_npz
+from ._sources import read_recording
 
 if TYPE_CHECKING:
     import typer
 
 __all__ = ["Collector", "CollectorClient", "CollectorConfig", "CollectorManagement",
-           "NpzExporter", "RecordedPV", "Recording", "load_npz"]
+           "NpzExporter", "RecordedPV", "Recording", "load_npz", "plot_recording", "read_recording",
+           "to_pandas", "to_xarray"]
 
 
 @emd.hookimpl
@@ -31,7 +35,9 @@ def emd_exporters() -> list[Any]:
 @emd.hookimpl
 def emd_cli(app: typer.Typer) -> None:
     from ._cli import collect, export, upload
+    from ._plot_cli import plot
 
     app.command("collect")(collect)
     app.command("export")(export)
+    app.command("plot")(plot)
     app.command("upload")(upload)

@@ -20,7 +20,9 @@ from p4p import Type, Value
 
 import epics_meta_devices as emd
 
+from ._frames import DurationLike, PVSelection, TimeLike, in_range, time_ns, to_pandas, to_xarray
 from ._output import expand_alarms
+from ._recording import RecordedPV, Recording
 
 COLUMNS = "value,time_ns,alarm_row,alarm_severity,alarm_status,length,width,choices,kind"
 HISTORY_ARGS = Type([("pv", "s"), ("start", "d"), ("end", "d"), ("max_points", "l")])
@@ -48,19 +50,58 @@ class CollectorClient(emd.DeviceClient):
         (For the collector's own PVs use `get_pv`.)"""
         return self.get_pv(f"OUT:{pv}", request=request)
 
-    def data(self, pv: str) -> dict[str, np.ndarray]:
+    def data(self, pv: str, start: TimeLike | None = None, end: TimeLike | None = None) -> dict[str, np.ndarray]:
         """The recorded columns of `pv` as NumPy arrays: value, time_ns (ns since the epoch),
         time (s since the epoch, float), severity and status (per sample); waveforms as 2-D
-        ``value`` with ``length``."""
-        out = self.get_pv(f"OUT:{pv}", request=f"field({COLUMNS})")
-        columns = {"value": np.asarray(out["value"]), "time_ns": np.asarray(out["time_ns"])}
+        ``value`` with ``length``. `start` and `end` (epoch seconds, datetime or ISO 8601
+        text; None = open) keep the samples with start <= time <= end."""
+        columns = dict(self.recorded(pv, start, end).columns)
         columns["time"] = columns["time_ns"] * 1e-9
+        return columns
+
+    def recorded(self, pv: str, start: TimeLike | None = None, end: TimeLike | None = None) -> RecordedPV:
+        """`pv`'s recording (columns, kind, units, choices) between `start` and `end`, as an
+        exporter gets it; without events and counters, which OUT does not serve."""
+        first, last = time_ns(start, "start"), time_ns(end, "end")  # bad times: before any transfer
+        try:
+            out = self.get_pv(f"OUT:{pv}", request=f"field({COLUMNS},units)")
+        except emd.DeviceTimeout:
+            recorded = self.config["input_pvs"]
+            if pv in recorded:
+                raise
+            raise emd.DeviceError(f"{self.prefix} does not record {pv!r} "
+                                  f"(input_pvs: {', '.join(recorded) or 'none'})") from None
+        columns = {"value": np.asarray(out["value"]), "time_ns": np.asarray(out["time_ns"], dtype=np.int64)}
         columns["severity"], columns["status"] = expand_alarms(
             out["alarm_row"], out["alarm_severity"], out["alarm_status"], len(columns["time_ns"]))
         if out["kind"] == "waveform" and out["width"]:
             columns["value"] = columns["value"].reshape(-1, out["width"])
             columns["length"] = np.asarray(out["length"])
-        return columns
+        code = out.type().aspy("value").lstrip("a")
+        whole = RecordedPV(pv, out["kind"], code, columns, list(out["choices"]), out["units"])
+        return in_range(whole, first, last)
+
+    def recording(self, pvs: PVSelection = None, start: TimeLike | None = None,
+                  end: TimeLike | None = None) -> Recording:
+        """A snapshot of what the collector recorded of `pvs` (default: its input_pvs) between
+        `start` and `end`, as a `Recording` (the frames and plots of files take these too)."""
+        names = self.config["input_pvs"] if pvs is None else [pvs] if isinstance(pvs, str) else list(pvs)
+        return Recording({"prefix": self.prefix}, {}, {name: self.recorded(name, start, end) for name in names},
+                         [], time.time())
+
+    def to_pandas(self, pvs: PVSelection = None, start: TimeLike | None = None, end: TimeLike | None = None,
+                  align: str | None = None, tolerance: DurationLike | None = None, on: str | None = None) -> Any:
+        """pandas DataFrames of the recording (needs pandas): a dict of one DataFrame per PV
+        (the DataFrame itself for one PV name), or with `align` ('asof' or 'nearest', within
+        `tolerance` seconds) one DataFrame on a common time axis (every PV's timestamps, or
+        those of the PV `on`). Times are datetime64[ns, UTC]."""
+        return to_pandas(self, pvs, start, end, align, tolerance, on)
+
+    def to_xarray(self, pvs: PVSelection = None, start: TimeLike | None = None, end: TimeLike | None = None,
+                  align: str | None = None, tolerance: DurationLike | None = None, on: str | None = None) -> Any:
+        """An xarray Dataset of the recording (needs xarray): one variable per PV with its
+        units, datetime64[ns] (UTC) time coordinates; `align` as for `to_pandas`."""
+        return to_xarray(self, pvs, start, end, align, tolerance, on)
 
     def history(self, pv: str, start: float = 0.0, end: float = 0.0, max_points: int = 0) -> dict[str, np.ndarray]:
         """Range query (HISTORY RPC): samples between `start` and `end` (epoch seconds; 0 = open),

@@ -7,9 +7,10 @@ from typing import Any
 import epics_meta_devices as emd
 
 from ._exporter import Hdf5Exporter
+from ._loader import load_hdf5
 from ._spool import Hdf5Spool
 
-__all__ = ["Hdf5Exporter", "Hdf5Spool"]
+__all__ = ["Hdf5Exporter", "Hdf5Spool", "load_hdf5"]
 
 
 @emd.hookimpl

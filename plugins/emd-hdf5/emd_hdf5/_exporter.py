@@ -152,12 +152,14 @@ class Hdf5Exporter:
             # The next PV's statistics are computed in a second thread while this one writes:
             # NumPy does that without the GIL, and HDF5 (not thread-safe) is only used from here.
             pvs = list(recording.pvs.values())
+            names = [_unique_name(pv.name, used) for pv in pvs]
             with ThreadPoolExecutor(1, thread_name_prefix="emd-hdf5-export") as pool:
                 upcoming = pool.submit(_statistics, pvs[0]) if pvs else None
                 for i, pv in enumerate(pvs):
                     statistics = upcoming.result()
                     upcoming = pool.submit(_statistics, pvs[i + 1]) if i + 1 < len(pvs) else None
-                    self._log(entry, pv, _unique_name(pv.name, used), settings, statistics)
+                    self._log(entry, pv, names[i], settings, statistics)
+            add_plots(entry, [(pv, entry[name]) for pv, name in zip(pvs, names)], used)
 
     @staticmethod
     def _identity(entry: h5py.Group, recording: Recording) -> None:
@@ -226,6 +228,36 @@ class Hdf5Exporter:
             _write_chunks(dataset, data, rows)
             return dataset
         return group.create_dataset(name, data=data, chunks=chunks, **filters(settings, data.dtype))
+
+
+def plottable(pv: RecordedPV) -> bool:
+    """Whether a NeXus viewer can plot the PV's values against time: numbers (scalars, enum
+    indices, numeric waveforms), with at least one sample."""
+    return pv.samples > 0 and pv.code not in ("s", "?") and pv.kind in ("scalar", "enum", "waveform")
+
+
+def add_plots(entry: h5py.Group, logs: list[tuple[RecordedPV, h5py.Group]], used: set[str]) -> None:
+    """One NXdata per plottable PV, ``<log>_plot``, whose ``value`` (the signal) and ``time``
+    (the axis) are hard links to the NXlog's datasets (no copies), and the entry's NeXus
+    ``default`` naming the first numeric scalar's (else the first one's): NXroot -> NXentry ->
+    NXdata, so a viewer shows a plot without being told where. One group per PV, because
+    NXdata's auxiliary signals must share the axes and each PV has timestamps of its own."""
+    plots = []
+    for pv, log in logs:
+        if not plottable(pv):
+            continue
+        name = _unique_name(f"{log.name.rsplit('/', 1)[-1]}_plot", used)
+        data = entry.create_group(name)
+        data["value"] = log["value"]
+        data["time"] = log["time"]
+        axes = ["time"] if log["value"].ndim == 1 else ["time", "."]
+        add_attributes(data, {"NX_class": "NXdata", "signal": "value", "axes": axes, "time_indices": 0,
+                              "pv_name": pv.name})
+        small_dataset(data, "title", pv.name)
+        plots.append((pv.kind == "scalar", name))
+    if plots:
+        scalars = [name for scalar, name in plots if scalar]
+        add_attributes(entry, {"default": scalars[0] if scalars else plots[0][1]})
 
 
 def writes_whole_chunks(dtype: np.dtype, filtered: bool) -> bool:
