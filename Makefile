@@ -1,28 +1,37 @@
 # Two commands do all set-up on a fresh machine: `make demo` (the main job) and `make test`.
-# Both create .venv and install the core and every plugin in it.
+# Both create .venv and install the core and every plugin in it: the demo only what it runs
+# (a real IOC and matplotlib for its plot), the tests every extra and the test tools too.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PLUGINS := $(wildcard plugins/*)
-STAMP := $(VENV)/.installed
+PYPROJECTS := pyproject.toml $(wildcard plugins/*/pyproject.toml)
+PLUGINS := plugins/emd-ping plugins/emd-hdf5 plugins/emd-processors
+DEMO_STAMP := $(VENV)/.installed-demo
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test bench lint clean
 
-$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]" $(foreach p,$(PLUGINS),-e $(p))
+
+$(DEMO_STAMP): $(PYPROJECTS) | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[demo]" -e "plugins/emd-collector[plot]" -e plugins/emd-dms $(foreach p,$(PLUGINS),-e $(p))
 	touch $@
 
-demo: $(STAMP)
+$(TEST_STAMP): $(PYPROJECTS) | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]" -e "plugins/emd-collector[pandas,xarray,plot]" -e "plugins/emd-dms[s3]" $(foreach p,$(PLUGINS),-e $(p))
+	touch $@
+
+demo: $(DEMO_STAMP)
 	$(BIN)/python -m emd_ping.demo
 	$(BIN)/python -m emd_collector.demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check core plugins tests bench
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m bench
 
 clean:

@@ -20,7 +20,7 @@ from p4p.nt import NTScalar
 
 import epics_meta_devices as emd
 from emd_collector import CollectorClient, load_npz
-from epics_meta_devices.testing import DeviceProcess, script_process, wait_until
+from epics_meta_devices.testing import DeviceProcess, foreign_environment, script_process, wait_until
 
 
 def status(client, pv=None):
@@ -420,14 +420,24 @@ def test_collector_management_local_and_remote(prefix, ioc, monkeypatch):
             started.close()
 
 
-def test_demo_runs_end_to_end():
-    """The collector half of `make demo`: IOC, factory, collector, history, export, delete."""
-    result = subprocess.run([sys.executable, "-m", "emd_collector.demo"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+def test_demo_runs_end_to_end(tmp_path):
+    """The collector half of `make demo`, the whole chain: IOC, factory, a processor and a
+    collector created through it, history, HDF5 export, upload to a directory, a plot, delete;
+    from a shell whose EPICS_PVAS_*/EPICS_CAS_* settings are foreign."""
+    result = subprocess.run([sys.executable, "-m", "emd_collector.demo", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **foreign_environment()})
+    assert result.returncode == 0, result.stdout + result.stderr
     types = re.search(r"DEVICETYPES = (\[.*\])", result.stdout)
-    assert types and {"collect.Collector", "ping.Ping"} <= set(ast.literal_eval(types.group(1)))
+    assert types and {"collect.Collector", "calc.Calc", "ping.Ping"} <= set(ast.literal_eval(types.group(1)))
+    radius = re.search(r"radius:VAL = ([0-9.]+)", result.stdout)
+    assert radius and float(radius.group(1)) == pytest.approx(1.0, abs=1e-3)
     assert ", dropped 0" in result.stdout and "devices left: []" in result.stdout
-    assert result.stdout.rstrip().endswith("factory process exited with 0")
+    assert "UPLOAD_STATUS: done" in result.stdout
+    assert "   factory process exited with 0\n\nDone. Open " in result.stdout
+    exported = tmp_path / "out/data/circle.h5"
+    assert (tmp_path / "out/share/circle.h5").read_bytes() == exported.read_bytes()
+    assert (tmp_path / "out/circle.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 FLAKY_UPLOADER = '''
