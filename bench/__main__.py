@@ -19,7 +19,7 @@ import time  # noqa: E402
 from typing import Callable  # noqa: E402
 
 from . import (  # noqa: E402
-    collector, device_start, factory, hdf5_export, ping_roundtrip, processing,
+    access, collector, device_start, factory, hdf5_export, ping_roundtrip, processing,
 )
 from ._common import HEADER, ROOT, Result  # noqa: E402
 
@@ -28,6 +28,8 @@ REPORT = ROOT / "docs" / "performance.md"
 TARGETS = f"""\
 - Ping round trip through a ping.Ping device: median at most {ping_roundtrip.TARGET:g}x that of a
   bare p4p echo server with the same PV types, pinged by the same client code.
+- Access security: a ping round trip (a put checked against an ACF) at most {access.TARGET:g}x
+  that through the same device type run without an ACF.
 - Device start and close: no target yet; the bare-p4p ratio shows what the device machinery
   (imports, plugin loading, the prefix probe, seven default PVs) adds to a process start.
 - Factory CREATE to ready: median at most {factory.CREATE_LIMIT * 1e3:g} ms. Memory and DELETE:
@@ -52,10 +54,11 @@ TARGETS = f"""\
   median at most {processing.TARGET:g}x that of a bare p4p monitor-to-post relay. p99: no
   target (reported beside it).
 """
-BENCHMARKS = ("ping", "start", "factory", "collector", "hdf5", "processing")
+BENCHMARKS = ("ping", "access", "start", "factory", "collector", "hdf5", "processing")
 """The names `--only` takes, in the order of the report."""
 ROWS = {
     "ping": ("ping round trip",),
+    "access": ("access check per put",),
     "start": ("start to default PVs answering", "close (CLOSE put to exit)"),
     "factory": ("factory ", "RSS per device process"),
     "collector": ("ingest ", "memory per stored scalar sample", "get OUT ", "first get OUT ",
@@ -175,6 +178,9 @@ there are fewer than 100 samples.
 - **ping round trip**: `emd_ping.PingClient.ping()` (put to `PREFIX:PING`, wait for the
   `PREFIX:PONG` update) against a `ping.Ping` device run with `emd device run`, and against
   `python -m bench.bare_echo` (two p4p SharedPVs, same types, the put handler posts on PONG).
+- **access check per put**: the ping round trip above, through a `ping.Ping` device run with
+  `--acf` (a beamline's file: operators write, everyone reads; the benchmark's user is the
+  operator, so every put is checked and accepted) against one run without, alternating.
 - **start to default PVs answering**: from spawning `emd device run ping.Ping PREFIX` until a
   get of all seven default PVs (TYPE STATE UUID CONFIG INFO ENABLE CLOSE) succeeds, against a
   `python -c` process that imports p4p and serves one SharedPV.
@@ -352,6 +358,8 @@ def main() -> None:
     plan: dict[str, tuple[str, Callable[[], list[Result]]]] = {
         "ping": (f"{pings} pings per side after {warmup} warm-up",
                  lambda: [ping_roundtrip.run(pings, warmup)]),
+        "access": (f"{pings} pings per side after {warmup} warm-up, with and without an ACF",
+                   lambda: [access.run(pings, warmup)]),
         "start": (f"{starts} starts per side", lambda: device_start.run(starts)),
         "factory": (f"{devices} factory devices", lambda: factory.run(devices)),
         "collector": (str(collecting), lambda: collector.run(collecting)),

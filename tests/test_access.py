@@ -260,10 +260,10 @@ def test_policy_groups_fall_back_to_default_and_roles_count():
     guest_here = emd.Client(GUEST, "127.0.0.1")
     operator_here = emd.Client(GUEST, "127.0.0.1", ("operators",))
     operator_away = emd.Client(GUEST, "10.203.0.2", ("operators",))
-    assert not policy.allows(emd.CONTROL_GROUP, emd._access.PUT, guest_here)  # CONTROL -> DEFAULT
-    assert policy.allows(emd.CONTROL_GROUP, emd._access.PUT, emd.Client("root", "10.203.0.2"))
-    assert policy.allows(emd.FACTORY_GROUP, emd._access.PUT, operator_here)
-    assert not policy.allows(emd.FACTORY_GROUP, emd._access.PUT, operator_away)
-    assert not policy.allows(emd.FACTORY_GROUP, emd._access.PUT, guest_here)
+    assert not policy.allows(emd.CONTROL_GROUP, emd.PUT, guest_here)  # CONTROL -> DEFAULT
+    assert policy.allows(emd.CONTROL_GROUP, emd.PUT, emd.Client("root", "10.203.0.2"))
+    assert policy.allows(emd.FACTORY_GROUP, emd.PUT, operator_here)
+    assert not policy.allows(emd.FACTORY_GROUP, emd.PUT, operator_away)
+    assert not policy.allows(emd.FACTORY_GROUP, emd.PUT, guest_here)
     assert policy.may_read_from(emd.FACTORY_GROUP, "127.0.0.1")
     assert not policy.may_read_from(emd.FACTORY_GROUP, "10.203.0.2")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from ._access import CONTROL_GROUP, DEFAULT_GROUP, FACTORY_GROUP, AccessPolicy, Client, current_client
+from ._access import (
+    CONTROL_GROUP, DEFAULT_GROUP, FACTORY_GROUP, PUT, READ, RPC, AccessPolicy, Client, current_client,
+)
 from ._client import DeviceClient, client_for
 from ._config import EmptyConfig, config_from_json, config_to_dict
 from ._device import MetaDevice, validate_prefix
@@ -41,6 +43,9 @@ __all__ = [
     "CONTROL_GROUP",
     "DEFAULT_GROUP",
     "FACTORY_GROUP",
+    "PUT",
+    "READ",
+    "RPC",
     "AccessPolicy",
     "Client",
     "current_client",

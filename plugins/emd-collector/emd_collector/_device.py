@@ -170,7 +170,7 @@ class Collector(emd.MetaDevice):
         self.outputs = OutputPVs(self)
         self.add_provider(DynamicProvider(f"emd:{prefix}:outputs", self.outputs))
         self.status_pv = self.add_pv("STATUS", self._totals(), type=TOTALS_TYPE)
-        self.clear_pv = self.add_pv("CLEAR", False, on_put=self._on_clear)
+        self.clear_pv = self.add_pv("CLEAR", False, on_put=self._on_clear, access_group=emd.CONTROL_GROUP)
         self.export_pv = self.add_pv("EXPORT", {}, type=EXPORT_TYPE, on_put=self._on_export)
         self.upload_pv = self.add_pv("UPLOAD", {}, type=UPLOAD_TYPE, on_put=self._on_upload)
         self.upload_status_pv = self.add_pv("UPLOAD_STATUS", {"state": "idle"}, type=UPLOAD_STATUS_TYPE)
