@@ -83,9 +83,15 @@ class CollectorClient(emd.DeviceClient):
 
     def recording(self, pvs: PVSelection = None, start: TimeLike | None = None,
                   end: TimeLike | None = None) -> Recording:
-        """A snapshot of what the collector recorded of `pvs` (default: its input_pvs) between
-        `start` and `end`, as a `Recording` (the frames and plots of files take these too)."""
-        names = self.config["input_pvs"] if pvs is None else [pvs] if isinstance(pvs, str) else list(pvs)
+        """A snapshot of what the collector recorded of `pvs` (default: its input_pvs; others
+        are refused) between `start` and `end`, as a `Recording` (what frames and plots are
+        made of, as for files)."""
+        inputs = self.config["input_pvs"]
+        names = inputs if pvs is None else [pvs] if isinstance(pvs, str) else list(pvs)
+        unknown = [name for name in names if name not in inputs]
+        if unknown:  # said at once: a get of an OUT PV that is not served waits for the timeout
+            raise emd.DeviceError(f"{self.prefix} does not record {', '.join(map(repr, unknown))} "
+                                  f"(input_pvs: {', '.join(inputs) or 'none'})")
         return Recording({"prefix": self.prefix}, {}, {name: self.recorded(name, start, end) for name in names},
                          [], time.time())
 
