@@ -67,7 +67,7 @@ def _set_enabled(prefix: str, enabled: bool, as_json: bool, timeout: float, log_
 
 @app.command("close")
 def close(prefix: Prefix, as_json: AsJson = False, timeout: Timeout = 5.0, log_level: LogLevel = "WARNING") -> None:
-    """Close a device (CLOSE=true): it stops serving and its process ends."""
+    """Close a device (CLOSE=true): it stops serving its PVs (`emd device run` then returns)."""
     configure_logging(log_level)
     with DeviceClient(prefix, timeout=timeout) as client:
         client.put("CLOSE", True)
