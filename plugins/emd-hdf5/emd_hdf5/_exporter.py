@@ -11,6 +11,9 @@
         cue_index, cue_timestamp_zero   every chunk's first sample, for seeking
         minimum_value, maximum_value, average_value   numeric PVs
         events                    NXcollection  connection events: time (ns), kind, message
+      <pv>_plot                   NXdata    per PV with numbers to plot: value (signal) and time (axis),
+                                  hard links into the NXlog; the entry's ``default`` names the first
+                                  numeric scalar's, so NeXus viewers show a plot without configuration
 """
 
 from __future__ import annotations
