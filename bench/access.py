@@ -16,6 +16,7 @@ from emd_ping import PingClient
 from epics_meta_devices.testing import DeviceProcess, unique_prefix
 
 from ._common import Result
+from .ping_roundtrip import ping_alternately
 
 TARGET = 1.1
 """A put under an ACF at most 1.1 times one without (medians)."""
@@ -36,8 +37,6 @@ ASG(FACTORY) {{
 
 def run(count: int = 2000, warmup: int = 100, blocks: int = 20) -> Result:
     """`count` pings to each side after `warmup` each, in `blocks` alternating blocks."""
-    checked_times: list[float] = []
-    open_times: list[float] = []
     with tempfile.TemporaryDirectory(prefix="emd-bench-acf-") as directory:
         acf = Path(directory) / "beamline.acf"
         acf.write_text(BEAMLINE_ACF.format(user=getpass.getuser()))
@@ -48,13 +47,6 @@ def run(count: int = 2000, warmup: int = 100, blocks: int = 20) -> Result:
             checked_client.enable()
             open_client.enable()
             with PingClient(checked_prefix) as checked, PingClient(open_prefix) as bare:
-                for pinger in (checked, bare):
-                    for _ in range(warmup):
-                        pinger.ping()
-                per_block = max(1, count // blocks)
-                for block in range(blocks):
-                    sides = [(checked, checked_times), (bare, open_times)]
-                    for pinger, times in sides if block % 2 == 0 else reversed(sides):
-                        times.extend(pinger.ping() for _ in range(per_block))
+                checked_times, open_times = ping_alternately(checked, bare, count, warmup, blocks)
     return Result("access check per put (ping round trip)", checked_times, open_times,
                   "same device without ACF", TARGET)

@@ -29,14 +29,24 @@ def run(count: int = 2000, warmup: int = 100, blocks: int = 20) -> Result:
         with DeviceProcess("ping.Ping", device_prefix, config={}) as client:
             client.enable()
             with PingClient(device_prefix) as device, PingClient(bare_prefix) as bare:
-                for pinger in (device, bare):
-                    for _ in range(warmup):
-                        pinger.ping()
-                per_block = max(1, count // blocks)
-                for block in range(blocks):
-                    sides = [(device, device_times), (bare, bare_times)]
-                    for pinger, times in sides if block % 2 == 0 else reversed(sides):
-                        times.extend(pinger.ping() for _ in range(per_block))
+                device_times, bare_times = ping_alternately(device, bare, count, warmup, blocks)
     finally:
         stop_helper(bare_process)
     return Result("ping round trip", device_times, bare_times, "bare p4p echo", TARGET)
+
+
+def ping_alternately(first: PingClient, second: PingClient, count: int, warmup: int,
+                     blocks: int) -> tuple[list[float], list[float]]:
+    """Round trips of `count` pings to each side after `warmup` each, in `blocks` alternating
+    blocks (ABBA...), so drifts of the machine hit both sides alike."""
+    first_times: list[float] = []
+    second_times: list[float] = []
+    for pinger in (first, second):
+        for _ in range(warmup):
+            pinger.ping()
+    per_block = max(1, count // blocks)
+    for block in range(blocks):
+        sides = [(first, first_times), (second, second_times)]
+        for pinger, times in sides if block % 2 == 0 else reversed(sides):
+            times.extend(pinger.ping() for _ in range(per_block))
+    return first_times, second_times
