@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+from typing import Iterator
 
 import pytest
 
@@ -37,6 +40,20 @@ def refused(*args: str, env: dict[str, str] | None = None) -> str:
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1, result.stderr
     return errors[0]
+
+
+@contextlib.contextmanager
+def background(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """`emd ARGS` running in the background, its stdout and stderr piped; gone afterwards."""
+    process = subprocess.Popen([*EMD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_get_put_and_refusals_of_a_ping_device(prefix, run_device):
@@ -75,10 +92,8 @@ def test_an_absent_pv_is_named_after_the_timeout():
 def test_monitor_count_ends_by_itself(prefix, run_device):
     client = run_device("ping.Ping", prefix, config={"delay": 0.0})
     client.enable()
-    monitor = subprocess.Popen([*EMD, "monitor", f"{prefix}:COUNT", "--count", "3", "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert monitor.stdout is not None
+    with background("monitor", f"{prefix}:COUNT", "--count", "3", "--json") as monitor:
+        assert monitor.stdout is not None and monitor.stderr is not None
         first = json.loads(monitor.stdout.readline())  # the current value comes first
         assert first["pv"] == f"{prefix}:COUNT" and first["value"] == 0
 
@@ -88,14 +103,18 @@ def test_monitor_count_ends_by_itself(prefix, run_device):
 
         wait_until(pinged_until_done, timeout=20, what="monitor --count 3 to end")
         rest = [json.loads(line) for line in monitor.stdout.read().splitlines()]
-        assert monitor.returncode == 0, monitor.stderr.read() if monitor.stderr else ""
+        assert monitor.returncode == 0, monitor.stderr.read()
         assert [update["value"] for update in rest] == [1, 2]
-    finally:
-        monitor.kill()
-        monitor.wait()
-        for stream in (monitor.stdout, monitor.stderr):
-            if stream is not None:
-                stream.close()
+
+
+def test_monitor_ends_quietly_on_ctrl_c(prefix, run_device):
+    run_device("ping.Ping", prefix, config={"delay": 0.0})
+    with background("monitor", f"{prefix}:STATE") as monitor:
+        assert monitor.stdout is not None and monitor.stderr is not None
+        assert monitor.stdout.readline().split()[-1] == "ready"  # subscribed: now interrupt it
+        monitor.send_signal(signal.SIGINT)
+        assert monitor.wait(10) == 0
+        assert monitor.stderr.read() == ""
 
 
 def test_monitor_text_lines_carry_the_time(prefix, run_device):
