@@ -227,6 +227,7 @@ def _resources(pid: int) -> tuple[int, int, int]:
     return len(os.listdir(f"/proc/{pid}/fd")), int(status["Threads"]), int(status["VmRSS"].split()[0])
 
 
+@pytest.mark.timeout(300)  # 100 device processes at about 1.1 s each (spawn + imports): 120 s is too close
 def test_soak_create_delete_cycles_do_not_leak(prefix, factory):
     client, process = factory
     pid = process.process.pid
