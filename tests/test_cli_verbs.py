@@ -15,14 +15,9 @@ import pytest
 
 import epics_meta_devices as emd
 from epics_meta_devices.cli._complete import complete_device_types
-from epics_meta_devices.testing import DeviceProcess, wait_until
+from epics_meta_devices.testing import DeviceProcess, emd_error as refused, run_emd as emd_cli, wait_until
 
 EMD = [sys.executable, "-m", "epics_meta_devices"]
-
-
-def emd_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*EMD, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
 
 
 def ok(*args: str) -> str:
@@ -30,16 +25,6 @@ def ok(*args: str) -> str:
     result = emd_cli(*args)
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def refused(*args: str, env: dict[str, str] | None = None) -> str:
-    """The one stderr line of an `emd` command that must fail with exit status 1."""
-    result = emd_cli(*args, env=env)
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 @contextlib.contextmanager

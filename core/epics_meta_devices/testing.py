@@ -42,6 +42,26 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = 
         time.sleep(0.02)
 
 
+def run_emd(*args: str | Path, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``emd ARGS`` in a subprocess, as a user runs it (this environment plus `env`), with its
+    output captured as text."""
+    return subprocess.run([sys.executable, "-m", "epics_meta_devices", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def emd_error(*args: str | Path, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+              timeout: float = 60) -> str:
+    """The one ``Error: ...`` line of an ``emd`` command that must fail: exit status 1, no
+    traceback, exactly one such line on stderr."""
+    result = run_emd(*args, env=env, cwd=cwd, timeout=timeout)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
 def unique_prefix(stem: str = "emdtest") -> str:
     """A PV prefix no other test or run uses."""
     return f"{stem}:{uuid.uuid4().hex[:10]}"

@@ -5,30 +5,11 @@ collect --json."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from emd_collector import CollectorClient
-from epics_meta_devices.testing import wait_until
-
-
-def emd_cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "epics_meta_devices", *args], capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ), cwd=cwd)
-
-
-def refused(*args: str) -> str:
-    """The one stderr line of an `emd` command that must fail with exit status 1."""
-    result = emd_cli(*args)
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
+from epics_meta_devices.testing import emd_error as refused, run_emd as emd_cli, wait_until
 
 
 @pytest.fixture

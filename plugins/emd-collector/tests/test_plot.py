@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -15,7 +14,7 @@ import pytest
 
 from emd_collector import CollectorClient, plot_recording, read_recording
 from emd_collector.demo import CIRCLE_DB
-from epics_meta_devices.testing import IocProcess, wait_until
+from epics_meta_devices.testing import IocProcess, run_emd as emd, wait_until
 
 matplotlib.use("Agg")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -25,11 +24,6 @@ record(ai, "$(P)pos") { field(EGU, "mm") }
 record(ai, "$(P)pos2") { field(EGU, "mm") }
 record(stringout, "$(P)label") { }
 """
-
-
-def emd(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "epics_meta_devices", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def assert_png(path: Path) -> None:
