@@ -1,27 +1,43 @@
-"""Child device processes of a factory: one 'spawn' process per device, and the bookkeeping the
-seed describes (process, close_event: the factory asks the child to close; exit_event: the child
-says it has finished)."""
+"""Child device processes of a factory: one 'spawn' process per device, how the factory stops
+them within deadlines, and how a child dies with its factory.
+
+Nothing here can block the factory on a child: the factory asks a child to close by closing its
+end of a pipe (closing never blocks, even when the child is stopped or deadlocked), then sends
+SIGTERM, then SIGKILL, each with a timeout. (`multiprocessing.Event.set()` blocks while a process
+waiting on it is stopped, which wedged DELETE and the factory's own SIGTERM.)"""
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import logging
 import multiprocessing
 import multiprocessing.spawn
 import os
+import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event
-from typing import Any
+from typing import Any, Iterable
 
 from ._state import DeviceError
 
 # 'spawn', not fork: EPICS threads after fork() are undefined behaviour (children hang).
 SPAWN = multiprocessing.get_context("spawn")
 CHILD_NAME_PREFIX = "emd:"
+
+TERMINATE_TIMEOUT = 3.0
+"""Seconds a child has to end after SIGTERM (sent when it did not close when asked)."""
+KILL_TIMEOUT = 2.0
+"""Seconds to wait for the OS to report a child's end after SIGKILL."""
+RESTART_POLICIES = ("never", "on-failure")
+"""``restart`` of a CREATE: never restart (default), or restart a child that crashed."""
+RESTART_DELAY = 1.0
+"""Seconds between a crash and the restart of an "on-failure" device (and between attempts)."""
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def _preparation_data(name: str, _original: Any = multiprocessing.spawn.get_preparation_data) -> dict[str, Any]:
@@ -36,29 +52,52 @@ def _preparation_data(name: str, _original: Any = multiprocessing.spawn.get_prep
 
 
 multiprocessing.spawn.get_preparation_data = _preparation_data  # type: ignore[assignment]
-PARENT_WATCH_PERIOD = 0.5
-"""Seconds between a child's checks that its factory is still alive."""
 
 
 @dataclass
 class ChildDevice:
-    """One device process of a factory."""
+    """One device process of a factory, and what the factory knows about it."""
 
     prefix: str
     device_type: str
     process: BaseProcess
-    close_event: Event
-    exit_event: Event
+    control: Connection
+    """The factory's end of the child's control pipe: closing it asks the child to close."""
     started_at: datetime.datetime = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
     )
     state: str = "starting"
     creator: str = ""
     """account@host of the client whose CREATE started it ("" when the factory's process did)."""
-    subscription: Any = None
+    restart: str = "never"
+    """Restart policy from CREATE: "never" or "on-failure"."""
+    restart_limit: int = 0
+    """Restarts allowed under "on-failure"; after that many, a crash is final."""
+    restarts: int = 0
+    """How often this device's process was started again after a crash."""
+    last_config: dict[str, Any] | None = None
+    """The child's last accepted CONFIG (from its CONFIG PV): what a restart applies."""
+    enabled: bool = False
+    """Whether the child was running (enabled): a restart enables it again."""
+    last_beat: float = field(default_factory=time.monotonic)
+    """time.monotonic() of the last HEARTBEAT update seen."""
+    unresponsive: bool = False
+    stopping: bool = False
+    """The factory asked it to end (DELETE, factory close): its end is not a crash."""
+    subscriptions: list[Any] = field(default_factory=list)
     _reaping: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _exit_code: int | None = None
     _released: bool = False
+
+    @property
+    def shown_state(self) -> str:
+        """The state DEVICES shows: the child's own STATE, unless its heartbeat stopped."""
+        return "unresponsive" if self.unresponsive and self.state not in ("starting", "restarting") else self.state
+
+    def ask_to_close(self) -> None:
+        """Ask the child to close cleanly. Never blocks, whatever the child does."""
+        self.stopping = True
+        self.control.close()
 
     def join(self, timeout: float | None) -> int | None:
         """Wait for the process to end; its exit code, or None if it still runs. One thread at a
@@ -69,9 +108,21 @@ class ChildDevice:
                 self._exit_code = self.process.exitcode
             return self._exit_code
 
+    def send_signal(self, signum: int) -> None:
+        """Signal the process if it still runs (never a pid the OS may have reused: the exit
+        code is checked, which reaps an ended process, under the reaping lock)."""
+        with self._reaping:
+            if self._released or self.process.exitcode is not None:
+                return
+            try:
+                os.kill(self.process.pid or 0, signum)
+            except ProcessLookupError:
+                pass
+
     def release(self) -> None:
         """Free the ended process's resources (its file descriptors) now, not at some later
         garbage collection; `join` keeps answering with the exit code."""
+        self.control.close()
         with self._reaping:
             if not self._released:
                 self.process.join()
@@ -81,23 +132,30 @@ class ChildDevice:
 
 
 def start_child(device_type: str, prefix: str, config: dict[str, Any] | None, timeout: float,
-                acf: str | None = None) -> ChildDevice:
+                acf: str | None = None, enable: bool = False) -> ChildDevice:
     """Start a device process and return once it serves its PVs. If it fails to start (bad
     config, prefix served elsewhere, a crash), raise DeviceError with its reason, leaving no
-    process behind. `acf`: the access security file the device enforces (the factory's)."""
-    report, child_end = SPAWN.Pipe(duplex=False)
-    close_event, exit_event = SPAWN.Event(), SPAWN.Event()
+    process behind. `acf`: the access security file the device enforces (the factory's);
+    `enable`: enable it once configured (a restart of a child that was running).
+
+    On Linux the child dies (SIGKILL) when the thread that called this ends (PR_SET_PDEATHSIG
+    follows the creating thread): call it from threads that live as long as the factory."""
+    report, report_child_end = SPAWN.Pipe(duplex=False)
+    control_child_end, control = SPAWN.Pipe(duplex=False)
     process = SPAWN.Process(
         target=run_child,
-        args=(device_type, prefix, config, close_event, exit_event, child_end, logging.getLogger().level, acf),
+        args=(device_type, prefix, config, control_child_end, report_child_end,
+              logging.getLogger().level, acf, os.getpid(), enable),
         name=f"{CHILD_NAME_PREFIX}{prefix}",
-        # daemon: when the factory's Python exits, multiprocessing terminates (SIGTERM: a clean
-        # close) its devices instead of waiting for them forever
-        daemon=True,
+        # Not daemon: multiprocessing's exit handler would SIGTERM daemonic children and then
+        # join them without a timeout (forever, for a stopped child). The factory stops its
+        # children itself, within deadlines; they die with it otherwise.
+        daemon=False,
     )
     process.start()
-    child_end.close()  # so a child that dies shows as end-of-file on `report`
-    child = ChildDevice(prefix, device_type, process, close_event, exit_event)
+    report_child_end.close()  # so a child that dies shows as end-of-file on `report`
+    control_child_end.close()
+    child = ChildDevice(prefix, device_type, process, control)
     try:
         if not report.poll(timeout):
             raise DeviceError(f"{prefix} did not start within {timeout} s")
@@ -110,7 +168,8 @@ def start_child(device_type: str, prefix: str, config: dict[str, Any] | None, ti
         if status != "ok":
             raise DeviceError(message)
     except BaseException:
-        stop_child(child, timeout=0)
+        stop_children([child], ask_timeout=0)
+        child.release()
         raise
     finally:
         report.close()
@@ -118,27 +177,55 @@ def start_child(device_type: str, prefix: str, config: dict[str, Any] | None, ti
     return child
 
 
+def stop_children(children: Iterable[ChildDevice], ask_timeout: float) -> dict[str, int | None]:
+    """End `children` together, whatever they do (running, stopped, deadlocked, ignoring
+    SIGTERM): ask each to close and wait `ask_timeout` s, then SIGTERM those still running and
+    wait TERMINATE_TIMEOUT s, then SIGKILL the rest and wait KILL_TIMEOUT s. Returns within
+    ask_timeout + TERMINATE_TIMEOUT + KILL_TIMEOUT s; each prefix's exit code (None: the OS
+    never reported its end, e.g. a process stuck in the kernel)."""
+    children = list(children)
+    remaining = children
+    for child in remaining:
+        child.ask_to_close()
+    for signum, timeout in ((signal.SIGTERM, ask_timeout), (signal.SIGKILL, TERMINATE_TIMEOUT), (None, KILL_TIMEOUT)):
+        deadline = time.monotonic() + timeout
+        remaining = [c for c in remaining if c.join(max(0.0, deadline - time.monotonic())) is None]
+        if not remaining or signum is None:
+            break
+        for child in remaining:  # a stopped child keeps SIGTERM pending; SIGKILL still ends it
+            child.send_signal(signum)
+    return {c.prefix: c.join(0) for c in children}
+
+
 def stop_child(child: ChildDevice, timeout: float) -> int | None:
-    """Ask a child to close; after `timeout` s terminate it, then kill it. Returns its exit code."""
-    child.close_event.set()
-    if child.join(timeout) is None:
-        child.process.terminate()
-        if child.join(5.0) is None:
-            child.process.kill()
-    return child.join(None)
+    """`stop_children` for one child: its exit code."""
+    return stop_children([child], timeout)[child.prefix]
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its factory dies (even when this process is
+    stopped: SIGKILL ends stopped processes), and end now if the factory already has."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the factory died before prctl took effect
+        os._exit(1)
 
 
 def run_child(
     device_type: str,
     prefix: str,
     config: dict[str, Any] | None,
-    close_event: Event,
-    exit_event: Event,
+    control: Connection,
     report: Connection,
     log_level: int,
-    acf: str | None = None,
+    acf: str | None,
+    parent: int,
+    enable: bool = False,
 ) -> None:
-    """The body of a device process: build the device, report, serve until closed."""
+    """The body of a device process: build the device, report, serve until closed or until the
+    factory closes the control pipe (or dies: the pipe's end of file, and on Linux a SIGKILL)."""
+    _die_with_parent(parent)
     from ._logging import configure_logging
     from ._plugins import plugin_manager
     from ._device import handle_signals, serve_until_closed
@@ -152,22 +239,22 @@ def run_child(
     except Exception as exc:
         report.send(("error", f"cannot create {prefix}: {exc}"))
         report.close()
-        exit_event.set()
         sys.exit(1)
+    if enable:  # a restart of a child that was running
+        try:
+            device.set_enabled(True)
+        except DeviceError as exc:
+            device.log.error("not enabled again after the restart: %s", exc)
     report.send(("ok", ""))
     report.close()
 
-    parent = os.getppid()
-
     def close_when_asked() -> None:
-        # Close on DELETE (close_event), or when the factory is gone (we were re-parented), so
-        # no device outlives its factory even if the factory was killed.
-        while not close_event.wait(PARENT_WATCH_PERIOD):
-            if os.getppid() != parent:
-                device.log.warning("factory (pid %d) is gone: closing", parent)
-                break
+        try:
+            control.recv_bytes()  # the factory never writes: this returns at end of file
+        except (EOFError, OSError):
+            pass
+        device.log.info("asked to close by the factory (pid %d)", parent)
         device.shutdown()
 
     threading.Thread(target=close_when_asked, name="close-watch", daemon=True).start()
     serve_until_closed(device)
-    exit_event.set()

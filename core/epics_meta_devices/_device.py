@@ -28,6 +28,8 @@ from ._state import STATE_NAMES, DeviceError, DeviceState, check_transition
 # EPICS record names allow these characters; a prefix must not end in the ':' we join with.
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_\-+\[\]<>;.]+(:[A-Za-z0-9_\-+\[\]<>;.]+)*$")
 MAX_PREFIX_LENGTH = 200
+HEARTBEAT_PERIOD = 1.0
+"""Seconds between increments of a device's HEARTBEAT counter."""
 
 INFO_TYPE = Type(
     [
@@ -80,7 +82,8 @@ class MetaDevice(metaclass=_ServeAfterInit):
     """Base class of every device.
 
     A device serves the default PVs TYPE, STATE, UUID, CONFIG, INFO, ENABLE and CLOSE under its
-    prefix, plus any PVs it adds with `add_pv`. With ``acf=`` (an EPICS access security file)
+    prefix, HEARTBEAT (a counter that proves it is alive, see `_beat`), plus any PVs it adds
+    with `add_pv`. With ``acf=`` (an EPICS access security file)
     every put, RPC and new channel is checked against the rules of the PV's access group
     (CONFIG, ENABLE and CLOSE are in CONTROL); without it any client may do anything, as on an
     IOC without access security. Constructing it starts serving and returns;
@@ -149,6 +152,9 @@ class MetaDevice(metaclass=_ServeAfterInit):
         self._info_pv = self.add_pv("INFO", self._info(), type=INFO_TYPE)
         self._enable_pv = self.add_pv("ENABLE", False, on_put=self.set_enabled, access_group=CONTROL_GROUP)
         self._close_pv = self.add_pv("CLOSE", False, on_put=self._put_close, access_group=CONTROL_GROUP)
+        self._heartbeat_pv = self.add_pv("HEARTBEAT", 0)
+        self._beats = 0
+        self._beat_queued = False
 
     # -- hooks for subclasses -----------------------------------------------------------------
 
@@ -342,6 +348,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
             raise
         self._queue.start()
         self._server = Server(providers=self._providers, conf=self._server_conf, useenv=True)
+        threading.Thread(target=self._beat_while_serving, name=f"heartbeat:{self.prefix}", daemon=True).start()
         self.log.info("serving %s (pid %d)", self.device_type, os.getpid())
 
     def _refuse_if_served_elsewhere(self) -> None:
@@ -374,6 +381,27 @@ class MetaDevice(metaclass=_ServeAfterInit):
             "start_time": self._started_at.isoformat(timespec="seconds"),
             "last_error": self._last_error,
         }
+
+    def _beat_while_serving(self) -> None:
+        # Only queues the beat: the handlers' worker posts it, so HEARTBEAT stops when a handler
+        # hangs. At most one beat waits in the queue, so a hung worker does not pile them up.
+        while not self._closed.wait(HEARTBEAT_PERIOD):
+            if not self._beat_queued:
+                self._beat_queued = True
+                try:
+                    self._queue.push(self._beat)
+                except Exception:  # the queue stopped: the device is closing
+                    return
+
+    def _beat(self) -> None:
+        """Count one heartbeat. Runs on the worker that runs this device's put and RPC
+        handlers, so a HEARTBEAT that goes on counting proves the process, its PV server and
+        its handlers are alive, not merely one thread of it."""
+        self._beat_queued = False
+        with self._lock:  # _teardown closes the PVs under this lock
+            if not self._closed.is_set():
+                self._beats += 1
+                self._heartbeat_pv.post(self._beats)
 
     def _call_quietly(self, hook: Callable[[], Any]) -> None:
         try:

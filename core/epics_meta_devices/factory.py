@@ -11,6 +11,7 @@ import multiprocessing.connection
 import os
 import signal
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -20,7 +21,7 @@ from p4p import Type, Value
 from p4p.nt import NTScalar, NTTable
 
 from ._access import FACTORY_GROUP, current_client
-from ._children import ChildDevice, start_child, stop_child
+from ._children import RESTART_DELAY, RESTART_POLICIES, ChildDevice, start_child, stop_child, stop_children
 from ._client import DeviceClient, client_for
 from ._config import config_from_json
 from ._device import MetaDevice, validate_prefix
@@ -29,14 +30,20 @@ from ._registry import registry
 from ._state import STATE_NAMES, DeviceError, DeviceState
 
 CREATE_TYPE = Type(
-    [("device_type", "s"), ("device_prefix", "s"), ("config", "s")], id="emd:factory:create:1.0"
+    [("device_type", "s"), ("device_prefix", "s"), ("config", "s"), ("restart", "s"), ("restart_limit", "i")],
+    id="emd:factory:create:1.0",
 )
-"""CREATE: ``config`` is optional JSON text of CONFIG fields applied at creation."""
+"""CREATE: ``config`` is optional JSON text of CONFIG fields applied at creation; ``restart``
+is "never" (default) or "on-failure" (a crashed process is started again, at most
+``restart_limit`` times: 0 means the factory's default_restart_limit)."""
 DELETE_TYPE = Type([("device_prefix", "s")], id="emd:factory:delete:1.0")
 DEVICES_TABLE = NTTable(
-    [("prefix", "s"), ("type", "s"), ("pid", "i"), ("state", "s"), ("start_time", "s"), ("creator", "s")]
+    [("prefix", "s"), ("type", "s"), ("pid", "i"), ("state", "s"), ("start_time", "s"), ("creator", "s"),
+     ("restarts", "i")]
 )
-"""DEVICES: ``creator`` is account@host of the client whose CREATE started the device."""
+"""DEVICES: ``creator`` is account@host of the client whose CREATE started the device;
+``state`` its STATE, or "unresponsive" when its HEARTBEAT stopped, or "restarting";
+``restarts`` how often it was restarted after a crash."""
 
 
 @dataclass
@@ -44,15 +51,24 @@ class FactoryConfig:
     create_timeout: float = 30.0
     """Seconds a CREATE waits for the device process to serve its PVs."""
     delete_timeout: float = 10.0
-    """Seconds a DELETE waits for a clean close before terminating, then killing, the process."""
+    """Seconds a DELETE (and the factory's close) waits for a clean close before SIGTERM (then
+    3 s more) and SIGKILL (then 2 s more): DELETE returns within delete_timeout + 5 s."""
+    unresponsive_after: float = 3.0
+    """Seconds without a HEARTBEAT update after which DEVICES shows a device as unresponsive."""
+    default_restart_limit: int = 3
+    """Restarts of an "on-failure" device whose CREATE gives no restart_limit."""
+    max_restart_limit: int = 10
+    """The highest restart_limit a CREATE may ask for."""
     max_devices: int = 100
     """Devices this factory runs at most."""
     configured: bool = True
     """No effect; lets the seed talk's ``put('myfactory:CONFIG', {'configured': True})`` work."""
 
     def __post_init__(self) -> None:
-        if self.create_timeout <= 0 or self.delete_timeout <= 0:
-            raise ValueError("create_timeout and delete_timeout must be > 0")
+        if self.create_timeout <= 0 or self.delete_timeout <= 0 or self.unresponsive_after <= 0:
+            raise ValueError("create_timeout, delete_timeout and unresponsive_after must be > 0")
+        if not 0 <= self.default_restart_limit <= self.max_restart_limit:
+            raise ValueError("default_restart_limit must be between 0 and max_restart_limit")
         if self.max_devices < 1:
             raise ValueError(f"max_devices must be >= 1, got {self.max_devices}")
 
@@ -109,6 +125,7 @@ class DeviceFactory(MetaDevice):
                               else f"CREATE needs a device_type, one of: {known}")
         validate_prefix(prefix)
         config = config_from_json(request["config"], "CREATE config") if request["config"].strip() else None
+        restart, restart_limit = self._restart_policy(request["restart"].strip() or "never", request["restart_limit"])
         with self._children_lock:
             if prefix == self.prefix or prefix in self._children or prefix in self._starting:
                 raise DeviceError(f"{prefix!r} is already a device of factory {self.prefix}")
@@ -116,32 +133,88 @@ class DeviceFactory(MetaDevice):
                 raise DeviceError(f"factory {self.prefix} already runs max_devices={self.config.max_devices}")
             self._starting.add(prefix)
         client = current_client()
-        return self._workers.submit(self._create, device_type, prefix, config, str(client) if client else "")
+        return self._workers.submit(self._create, device_type, prefix, config, str(client) if client else "",
+                                    restart, restart_limit)
 
-    def _create(self, device_type: str, prefix: str, config: dict[str, Any] | None, creator: str = "") -> None:
+    def _restart_policy(self, restart: str, limit: int) -> tuple[str, int]:
+        """CREATE's restart fields, checked: the policy and the restart limit it gets."""
+        if restart not in RESTART_POLICIES:
+            raise DeviceError(f"unknown restart policy {restart!r} (known: {', '.join(RESTART_POLICIES)})")
+        ceiling = self.config.max_restart_limit
+        if not 0 <= limit <= ceiling:
+            raise DeviceError(f"restart_limit must be between 0 and {ceiling} (this factory's max_restart_limit), "
+                              f"got {limit}")
+        return restart, (limit or self.config.default_restart_limit) if restart == "on-failure" else 0
+
+    def _create(self, device_type: str, prefix: str, config: dict[str, Any] | None, creator: str = "",
+                restart: str = "never", restart_limit: int = 0) -> None:
         try:
             child = start_child(device_type, prefix, config, self.config.create_timeout, self.acf_path)
         finally:
             with self._children_lock:
                 self._starting.discard(prefix)
-        with self._children_lock:  # the same lock as close(): no child can slip past it
-            closing = self._closing.is_set()
-            if not closing:
-                self._children[prefix] = child
-        child.creator = creator
-        if closing:
-            stop_child(child, self.config.delete_timeout)
+        child.creator, child.restart, child.restart_limit = creator, restart, restart_limit
+        if not self._adopt(child):
             raise DeviceError(f"factory {self.prefix} closed while {prefix} was starting")
-        self._ensure_watcher()
-        child.subscription = self.monitor(f"{prefix}:STATE", partial(self._on_child_state, child))
         self.log.info("created %s %s (pid %s) for %s", device_type, prefix, child.process.pid, creator or "this process")
         self.create_pv.post({"device_type": device_type, "device_prefix": prefix,
-                             "config": json.dumps(config) if config is not None else ""})
+                             "config": json.dumps(config) if config is not None else "",
+                             "restart": restart, "restart_limit": restart_limit})
         self._post_devices()
+
+    def _adopt(self, child: ChildDevice, replacing: ChildDevice | None = None) -> bool:
+        """Make a started child one of this factory's devices (in place of `replacing`, a
+        crashed one) and watch it. False (the child stopped) if the factory is closing or the
+        device was deleted meanwhile."""
+        with self._children_lock:  # the same lock as close(): no child can slip past it
+            adopted = not self._closing.is_set() and self._children.get(child.prefix) is replacing
+            if adopted:
+                self._children[child.prefix] = child
+                if replacing is not None:
+                    self._forgotten.append(replacing)
+        if not adopted:
+            stop_child(child, self.config.delete_timeout)
+            child.release()
+            return False
+        if replacing is not None:
+            self._unwatch(replacing)
+        self._ensure_watcher()
+        child.subscriptions = [
+            self.monitor(f"{child.prefix}:{name}", partial(callback, child))
+            for name, callback in (("STATE", self._on_child_state), ("CONFIG", self._on_child_config),
+                                   ("HEARTBEAT", self._on_child_beat))
+        ]
+        return True
 
     def _on_child_state(self, child: ChildDevice, value: Value) -> None:
         child.state = STATE_NAMES[value["value.index"]]
+        child.enabled = child.state == "running"
         self._post_devices()
+
+    def _on_child_config(self, child: ChildDevice, value: Value) -> None:
+        child.last_config = value.todict()
+
+    def _on_child_beat(self, child: ChildDevice, value: Value) -> None:
+        child.last_beat = time.monotonic()
+        if child.unresponsive:
+            child.unresponsive = False
+            self.log.warning("%s is responsive again (HEARTBEAT %d)", child.prefix, value["value"])
+            self._post_devices()
+
+    def _check_heartbeats(self) -> None:
+        """Mark children whose HEARTBEAT stopped for unresponsive_after s (stopped, hung in a
+        handler, overloaded) as unresponsive in DEVICES, and log it once."""
+        now = time.monotonic()
+        with self._children_lock:
+            stalled = [c for c in self._children.values() if not c.unresponsive and c.state != "restarting"
+                       and now - c.last_beat > self.config.unresponsive_after]
+            for child in stalled:
+                child.unresponsive = True
+        for child in stalled:
+            self.log.warning("%s (pid %s) is unresponsive: no HEARTBEAT for %.1f s",
+                             child.prefix, child.process.pid, now - child.last_beat)
+        if stalled:
+            self._post_devices()
 
     # -- DELETE and cleanup -----------------------------------------------------------------------
 
@@ -166,11 +239,15 @@ class DeviceFactory(MetaDevice):
                 return
             del self._children[child.prefix]
             self._forgotten.append(child)
-        if child.subscription is not None:
-            self.close_monitor(child.subscription)
-            child.subscription = None
+        self._unwatch(child)
         self._post_devices()
-        os.write(self._wake_write, b"x")  # let the watcher release the process now
+
+    def _unwatch(self, child: ChildDevice) -> None:
+        """Close a gone child's monitors and let the watcher release its process now."""
+        subscriptions, child.subscriptions = child.subscriptions, []
+        for subscription in subscriptions:
+            self.close_monitor(subscription)
+        os.write(self._wake_write, b"x")
 
     def _release_forgotten(self) -> None:
         """Close the process objects of forgotten children, freeing their file descriptors now
@@ -193,22 +270,64 @@ class DeviceFactory(MetaDevice):
         as soon as the OS reports it."""
         while not self._closing.is_set():
             self._release_forgotten()
+            self._check_heartbeats()
             with self._children_lock:
-                by_sentinel = {c.process.sentinel: c for c in self._children.values()}
+                by_sentinel = {c.process.sentinel: c for c in self._children.values() if c.state != "restarting"}
             for ready in multiprocessing.connection.wait([*by_sentinel, self._wake_read], timeout=1.0):
                 if ready == self._wake_read:
                     os.read(self._wake_read, 4096)
                     continue
                 child = by_sentinel[ready]
                 try:
-                    code = child.join(1.0)
-                    if child.exit_event.is_set() and code == 0:
-                        self.log.info("%s exited", child.prefix)
-                    else:
-                        self.log.warning("%s exited unexpectedly with code %s", child.prefix, code)
-                    self._forget(child)
+                    self._on_child_exit(child, child.join(1.0))
                 except Exception:  # keep watching the other children whatever happens
                     self.log.exception("cleanup of %s failed", child.prefix)
+
+    def _on_child_exit(self, child: ChildDevice, code: int | None) -> None:
+        """Forget a child whose process ended, or restart it: it crashed (ended unasked with a
+        non-zero code or a signal) and its restart policy still allows it."""
+        if child.stopping or code == 0:
+            self.log.info("%s exited", child.prefix)
+        elif child.restart == "on-failure" and child.restarts < child.restart_limit:
+            self.log.warning("%s crashed (exit code %s): restart %d of %d", child.prefix, code,
+                             child.restarts + 1, child.restart_limit)
+            with self._children_lock:
+                if self._children.get(child.prefix) is not child or self._closing.is_set():
+                    return
+                child.state = "restarting"
+            self._post_devices()
+            self._workers.submit(self._restart, child)
+            return
+        elif child.restart == "on-failure":
+            self.log.error("%s crashed (exit code %s) after %d restarts: not restarted again",
+                           child.prefix, code, child.restarts)
+        else:
+            self.log.warning("%s exited unexpectedly with code %s", child.prefix, code)
+        self._forget(child)
+
+    def _restart(self, crashed: ChildDevice) -> None:
+        """Start a crashed child's device again with its last accepted CONFIG and its enable
+        state (runs in a worker: the worker threads live as long as the factory, which its
+        children's PR_SET_PDEATHSIG needs)."""
+        restarts = crashed.restarts
+        while restarts < crashed.restart_limit and not self._closing.wait(RESTART_DELAY):
+            restarts += 1
+            configured = crashed.last_config if crashed.state not in ("created", "starting") else None
+            try:
+                child = start_child(crashed.device_type, crashed.prefix, configured, self.config.create_timeout,
+                                    self.acf_path, enable=crashed.enabled)
+            except DeviceError as exc:
+                self.log.error("restart %d of %s failed: %s", restarts, crashed.prefix, exc)
+                continue
+            child.creator, child.restart, child.restart_limit = crashed.creator, crashed.restart, crashed.restart_limit
+            child.restarts, child.last_config = restarts, crashed.last_config
+            if self._adopt(child, replacing=crashed):
+                self.log.info("restarted %s (pid %s)", child.prefix, child.process.pid)
+                self._post_devices()
+            return
+        if not self._closing.is_set():
+            self.log.error("%s not restarted: restart limit %d reached", crashed.prefix, crashed.restart_limit)
+        self._forget(crashed)
 
     def _post_devices(self) -> None:
         # Built and posted under the lock: posts from different threads never overtake each
@@ -216,8 +335,8 @@ class DeviceFactory(MetaDevice):
         with self._children_lock:
             self.devices_pv.post([
                 {"prefix": c.prefix, "type": c.device_type, "pid": c.process.pid or 0,
-                 "state": c.state, "start_time": c.started_at.isoformat(timespec="seconds"),
-                 "creator": c.creator}
+                 "state": c.shown_state, "start_time": c.started_at.isoformat(timespec="seconds"),
+                 "creator": c.creator, "restarts": c.restarts}
                 for c in sorted(self._children.values(), key=lambda c: c.prefix)
             ])
 
@@ -238,14 +357,13 @@ class DeviceFactory(MetaDevice):
     # -- closing ----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every child (cleanly, then terminate, then kill) before the factory goes."""
+        """End every child before the factory goes, all together: asked to close, then SIGTERM,
+        then SIGKILL (within delete_timeout + 5 s, whatever the children do)."""
         with self._children_lock:
             self._closing.set()
             children = list(self._children.values())
+        stop_children(children, self.config.delete_timeout)
         for child in children:
-            child.close_event.set()  # ask all at once, then wait for each
-        for child in children:
-            stop_child(child, self.config.delete_timeout)
             self._forget(child)
         self._workers.shutdown(wait=True, cancel_futures=True)
         os.write(self._wake_write, b"x")
@@ -262,14 +380,18 @@ class FactoryClient(DeviceClient):
     create_timeout: float = 60.0
 
     def create(
-        self, device_type: str, device_prefix: str, config: Mapping[str, Any] | None = None
+        self, device_type: str, device_prefix: str, config: Mapping[str, Any] | None = None,
+        *, restart: str = "never", restart_limit: int = 0,
     ) -> DeviceClient:
         """Create a device and return its typed client (DeviceClient when its type names none
-        or is not installed here). The client shares this factory client's connection."""
+        or is not installed here). The client shares this factory client's connection.
+        ``restart="on-failure"``: the factory starts the device again when its process
+        crashes, at most `restart_limit` times (0: the factory's default)."""
         self.put(
             "CREATE",
             {"device_type": device_type, "device_prefix": device_prefix,
-             "config": json.dumps(dict(config)) if config is not None else ""},
+             "config": json.dumps(dict(config)) if config is not None else "",
+             "restart": restart, "restart_limit": restart_limit},
             timeout=self.create_timeout,
         )
         return client_for(device_type, device_prefix, timeout=self.timeout, context=self._context)
