@@ -235,12 +235,15 @@ class DeviceFactory(MetaDevice):
 
     def _forget(self, child: ChildDevice) -> None:
         with self._children_lock:
-            if self._children.get(child.prefix) is not child:
-                return
-            del self._children[child.prefix]
-            self._forgotten.append(child)
-        self._unwatch(child)
+            mine = self._children.get(child.prefix) is child
+            if mine:
+                del self._children[child.prefix]
+                self._forgotten.append(child)
+        # Posted by whichever thread forgets it, DELETE's included, even when the watcher got
+        # there first: a DELETE must not complete before DEVICES stops showing the device.
         self._post_devices()
+        if mine:
+            self._unwatch(child)
 
     def _unwatch(self, child: ChildDevice) -> None:
         """Close a gone child's monitors and let the watcher release its process now."""
