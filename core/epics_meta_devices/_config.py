@@ -1,5 +1,8 @@
 """CONFIG: a device type declares its configuration as a dataclass; this module serves it as a
-PVAccess structure and turns puts of a subset of fields into a new, validated dataclass."""
+PVAccess structure, gives the schema of each field for its own Normative Type PV
+(``CONFIG:<field>``), and turns puts of a subset of fields into a new, validated dataclass.
+
+The schema comes from the dataclass's type hints alone: no second, hand-written mapping."""
 
 from __future__ import annotations
 
@@ -31,6 +34,44 @@ class EmptyConfig:
     """The configuration of a device type that declares none: CONFIG is an empty structure."""
 
 
+def _choices(annotation: Any) -> tuple[str, ...] | None:
+    """The strings of a ``Literal["a", "b"]`` annotation (served as NTEnum), else None."""
+    if typing.get_origin(annotation) is typing.Literal:
+        args = typing.get_args(annotation)
+        if args and all(isinstance(arg, str) for arg in args):
+            return tuple(args)
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigField:
+    """One CONFIG field served as its own PV, ``CONFIG:<name>``: an NTScalar or NTScalarArray
+    of type `code`, or an NTEnum of `choices` (a ``Literal`` of strings), so that clients that
+    read only Normative Types (ophyd-async, screens) can read and set it."""
+
+    name: str
+    code: str
+    """The p4p type code of the field (``?``, ``l``, ``d``, ``s``, ``as``, ``al``, ``ad``)."""
+    choices: tuple[str, ...] | None = None
+
+    def to_pv(self, value: Any) -> Any:
+        """The PV value of a field value (an NTEnum serves the index of the choice)."""
+        return self.choices.index(value) if self.choices is not None else value
+
+    def from_pv(self, value: Any) -> Any:
+        """The field value of a value put to the PV (an NTEnum index names the choice)."""
+        return self.choices[value] if self.choices is not None else value
+
+
+def config_fields(config_class: type) -> list[ConfigField]:
+    """The schema of every CONFIG field of a config dataclass, in declaration order."""
+    codes = config_pv_type(config_class)  # also refuses unsupported field types
+    return [
+        ConfigField(name, codes[name], _choices(annotation))
+        for name, annotation in _field_types(config_class).items()
+    ]
+
+
 def _field_types(config_class: type) -> dict[str, Any]:
     hints = typing.get_type_hints(config_class)
     return {f.name: hints[f.name] for f in dataclasses.fields(config_class)}
@@ -41,9 +82,9 @@ def config_pv_type(config_class: type) -> Type:
     spec = []
     for name, annotation in _field_types(config_class).items():
         try:
-            spec.append((name, _TYPE_CODES[annotation]))
-        except KeyError:
-            allowed = "bool, int, float, str, list[str], list[int], list[float]"
+            spec.append((name, "s" if _choices(annotation) else _TYPE_CODES[annotation]))
+        except (KeyError, TypeError):  # TypeError: an unhashable annotation
+            allowed = 'bool, int, float, str, list[str], list[int], list[float], Literal["a", ...]'
             raise TypeError(
                 f"{config_class.__qualname__}.{name}: unsupported CONFIG field type "
                 f"{annotation!r} (allowed: {allowed})"
@@ -60,6 +101,13 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
     """Convert a value arriving from PVAccess (or Python) to the field's declared type."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
+    choices = _choices(annotation)
+    if choices is not None:
+        if value not in choices:
+            raise DeviceError(
+                f"CONFIG field {name!r} expects one of {', '.join(map(repr, choices))}, got {value!r}"
+            )
+        return value
     origin = typing.get_origin(annotation)
     try:
         if origin is list:

@@ -14,13 +14,23 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from p4p import Type, Value
 from p4p.client.thread import Context, Subscription
+from p4p.nt import NTScalar
 from p4p.server import Server, StaticProvider
 from p4p.util import ThreadedWorkQueue
 
 from ._access import CONTROL_GROUP, DEFAULT_GROUP, AccessPolicy
 from ._access_provider import GuardedProvider
-from ._config import EmptyConfig, changes_from_put, config_pv_type, config_to_dict, merge_config
+from ._config import (
+    ConfigField,
+    EmptyConfig,
+    changes_from_put,
+    config_fields,
+    config_pv_type,
+    config_to_dict,
+    merge_config,
+)
 from ._logging import device_logger
+from ._pvi import device_pvi, pvi_entries
 from ._pvs import DevicePV, PutHandler
 from ._registry import registry
 from ._state import STATE_NAMES, DeviceError, DeviceState, check_transition
@@ -131,6 +141,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
         self._client_context: Context | None = None
         self._subscriptions: list[Subscription] = []
         self._pvs: dict[str, DevicePV] = {}
+        self._pvi_pvs: dict[str, DevicePV] = {}  # PVI and CONFIG:PVI, made in _serve
         self._provider: StaticProvider | GuardedProvider = (
             StaticProvider(f"emd:{prefix}") if self.access is None
             else GuardedProvider(f"emd:{prefix}", self.access)
@@ -149,6 +160,9 @@ class MetaDevice(metaclass=_ServeAfterInit):
             "CONFIG", config_to_dict(self.config), type=self._config_type, on_put=self._put_config,
             access_group=CONTROL_GROUP,
         )
+        # each field also as its own NT PV (CONFIG:<field>), for ophyd-async and screens
+        self._config_fields = config_fields(self.Config)
+        self._config_field_pvs = {field.name: self._add_config_field(field) for field in self._config_fields}
         self._info_pv = self.add_pv("INFO", self._info(), type=INFO_TYPE)
         self._enable_pv = self.add_pv("ENABLE", False, on_put=self.set_enabled, access_group=CONTROL_GROUP)
         self._close_pv = self.add_pv("CLOSE", False, on_put=self._put_close, access_group=CONTROL_GROUP)
@@ -211,12 +225,53 @@ class MetaDevice(metaclass=_ServeAfterInit):
             self._provider.add(full_name, pv._pv, access_group)
         else:
             self._provider.add(full_name, pv._pv)
+        self.refresh_pvi()
         return pv
 
     def remove_pv(self, pv: DevicePV) -> None:
         """Stop serving a PV added with `add_pv` (clients see it disconnect)."""
         self._provider.remove(pv.name)
         self._pvs.pop(pv.name, None)
+        self.refresh_pvi()
+
+    def pvi_extra(self) -> dict[str, str]:
+        """PVs served outside `add_pv` (by a provider added with `add_provider`) that PVI
+        should list: {suffix: access mode}. Called whenever PVI is rebuilt, which is after each
+        CONFIG is applied, so a subclass whose PVs follow CONFIG overrides this."""
+        return {}
+
+    def refresh_pvi(self) -> None:
+        """Rebuild ``PREFIX:PVI`` (and ``PREFIX:CONFIG:PVI``) from the PVs served now; clients
+        reconnect when the list changed. Call it after changing what `pvi_extra` returns."""
+        if not self._pvi_pvs:  # not serving yet: _serve builds them
+            return
+        for suffix, value in self._pvi_values().items():
+            pv = self._pvi_pvs[suffix]
+            if pvi_entries(pv.value) != pvi_entries(value):
+                pv.retype(value)
+
+    def _pvi_values(self) -> dict[str, Value]:
+        start = len(self.prefix) + 1
+        # PVI lists the NT PVs (PVI PVs themselves are structures, so never listed)
+        modes = {name[start:]: pv.access_mode for name, pv in self._pvs.items() if pv.access_mode}
+        modes.update(self.pvi_extra())
+        return device_pvi(self.prefix, modes, groups=("CONFIG",), description=self._info()["description"])
+
+    def _add_config_field(self, field: ConfigField) -> DevicePV:
+        """Serve ``CONFIG:<field>``: a put is a CONFIG put of that one field (same validation,
+        same messages, same access group), and it shows what was applied."""
+        return self.add_pv(
+            f"CONFIG:{field.name}", field.to_pv(getattr(self.config, field.name)),
+            nt=None if field.choices else NTScalar(field.code), choices=field.choices,
+            on_put=lambda value: self.apply_config({field.name: field.from_pv(value)}),
+            access_group=CONTROL_GROUP,
+        )
+
+    def _post_config_fields(self, before: Any, after: Any) -> None:
+        for field in self._config_fields:
+            new = getattr(after, field.name)
+            if new != getattr(before, field.name):
+                self._config_field_pvs[field.name].post(field.to_pv(new))
 
     def add_provider(self, provider: Any) -> None:
         """Serve a p4p DynamicProvider alongside this device's PVs, for PVs made on demand
@@ -342,6 +397,9 @@ class MetaDevice(metaclass=_ServeAfterInit):
             self._refuse_if_served_elsewhere()
             if self._initial_config is not None:
                 self.apply_config(self._initial_config)
+            pvi_pvs = {suffix: self.add_pv(suffix, value, type=value.type())
+                       for suffix, value in self._pvi_values().items()}
+            self._pvi_pvs = pvi_pvs  # from now on, add_pv and CONFIG keep them current
         except BaseException:
             for pv in self._pvs.values():  # never served: release them all the same
                 pv.close()
@@ -428,8 +486,10 @@ class MetaDevice(metaclass=_ServeAfterInit):
                     self._state = before
                     self._state_pv.post(STATE_NAMES.index(before.value))
                 raise self._refusal("configure", exc) from exc
-            self.config = new_config
+            before_config, self.config = self.config, new_config
             self._config_pv.post(config_to_dict(new_config))
+            self._post_config_fields(before_config, new_config)
+            self.refresh_pvi()
             if self._last_error:  # a successful configure clears the last error
                 self._last_error = ""
                 self._info_pv.post(self._info())

@@ -144,6 +144,24 @@ class DevicePV:
             return [] if code == "as" else np.zeros(0, dtype=_NUMPY_TYPES.get(code[1:], code[1:]))
         return value
 
+    @property
+    def access_mode(self) -> str | None:
+        """How PVI lists this PV: ``rw`` when it takes puts, ``r`` when read-only, None when
+        PVI leaves it out: a plain structure or RPC-only PV, which ophyd-async cannot read."""
+        if self._nt is None:
+            return None
+        return "rw" if self._on_put is not None or self._writable else "r"
+
+    def retype(self, value: Value) -> None:
+        """Serve a structure PV with a new Type, e.g. a PVI whose entries changed: a post must
+        use the Type the PV was opened with, so its clients are disconnected and reconnect
+        to the new one."""
+        if self._nt is not None:
+            raise TypeError(f"{self.name} is a Normative Type PV: its type cannot change")
+        self._type = value.type()
+        self._pv.close()
+        self._pv.open(self._wrap(value, None))
+
     def close(self) -> None:
         self._pv.close()
 

@@ -178,6 +178,12 @@ class Collector(emd.MetaDevice):
         self.annotations_pv = self.add_pv("ANNOTATIONS", [], nt=ANNOTATIONS_TABLE)
         self.history_pv = self.add_pv("HISTORY", {}, type=Type([]), on_rpc=self._on_history)
 
+    def pvi_extra(self) -> dict[str, str]:
+        """PVI lists OUT:<pv>:TABLE (an NTTable) of every input PV; the base class rebuilds
+        PVI after each CONFIG, so it follows input_pvs. OUT:<pv> and STATUS:<pv> are plain
+        structures, which PVI leaves out."""
+        return {f"OUT:{name}:TABLE": "r" for name in self.config.input_pvs}
+
     # -- life cycle -------------------------------------------------------------------------------
 
     def configure(self, config: CollectorConfig) -> None:
