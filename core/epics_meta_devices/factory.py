@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any, Mapping
 
@@ -21,6 +21,7 @@ from p4p import Type, Value
 from p4p.nt import NTScalar, NTTable
 
 from ._access import FACTORY_GROUP, current_client
+from ._autosave import SavedDevice, StateFile
 from ._children import RESTART_DELAY, RESTART_POLICIES, ChildDevice, start_child, stop_child, stop_children
 from ._client import DeviceClient, client_for
 from ._config import config_from_json
@@ -83,8 +84,20 @@ class DeviceFactory(MetaDevice):
     worker_threads = 16
     """Threads that wait for CREATEs and DELETEs (started on demand, never more)."""
 
-    def __init__(self, prefix: str, **kwargs: Any) -> None:
+    def __init__(self, prefix: str, *, state_file: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
+        """`state_file`: keep this factory's devices in that file and recreate them now (see
+        docs/factory.md, "Surviving restarts"). Set by the host, never through a PV. An
+        unreadable file raises DeviceError before anything starts."""
+        self._state_file = StateFile(state_file) if state_file is not None else None
+        saved = self._state_file.load() if self._state_file is not None else []
+        if self._state_file is not None:
+            try:  # now, not at the first change: a file that cannot be written refuses the start
+                self._state_file.save(saved)
+            except OSError as exc:
+                raise DeviceError(f"state file {self._state_file.path} cannot be written: {exc}") from None
         super().__init__(prefix, **kwargs)
+        self._saved: dict[str, SavedDevice] = {}  # what the state file holds, by prefix
+        self._state_lock = threading.Lock()  # one write at a time, each with the latest entries
         self._children: dict[str, ChildDevice] = {}
         self._starting: set[str] = set()
         self._forgotten: list[ChildDevice] = []  # exited; the watcher releases their processes
@@ -105,6 +118,8 @@ class DeviceFactory(MetaDevice):
         if self.access is None:
             self.log.warning("no access security file (--acf): any client that reaches this host "
                              "can create, delete and control devices")
+        if self._state_file is not None:
+            self._restore(saved)
 
     @staticmethod
     def creatable_types() -> list[str]:
@@ -134,7 +149,7 @@ class DeviceFactory(MetaDevice):
             self._starting.add(prefix)
         client = current_client()
         return self._workers.submit(self._create, device_type, prefix, config, str(client) if client else "",
-                                    restart, restart_limit)
+                                    restart, restart_limit, False)
 
     def _restart_policy(self, restart: str, limit: int) -> tuple[str, int]:
         """CREATE's restart fields, checked: the policy and the restart limit it gets."""
@@ -147,15 +162,23 @@ class DeviceFactory(MetaDevice):
         return restart, (limit or self.config.default_restart_limit) if restart == "on-failure" else 0
 
     def _create(self, device_type: str, prefix: str, config: dict[str, Any] | None, creator: str = "",
-                restart: str = "never", restart_limit: int = 0) -> None:
+                restart: str = "never", restart_limit: int = 0, enable: bool = False) -> None:
+        with self._children_lock:  # before the child's STATE and CONFIG can refine it
+            self._saved[prefix] = SavedDevice(device_type, prefix, creator, config, enable, restart, restart_limit)
         try:
-            child = start_child(device_type, prefix, config, self.config.create_timeout, self.acf_path)
+            child = start_child(device_type, prefix, config, self.config.create_timeout, self.acf_path, enable)
+        except BaseException:
+            with self._children_lock:
+                self._saved.pop(prefix, None)
+            self._write_state()
+            raise
         finally:
             with self._children_lock:
                 self._starting.discard(prefix)
         child.creator, child.restart, child.restart_limit = creator, restart, restart_limit
         if not self._adopt(child):
             raise DeviceError(f"factory {self.prefix} closed while {prefix} was starting")
+        self._write_state()
         self.log.info("created %s %s (pid %s) for %s", device_type, prefix, child.process.pid, creator or "this process")
         self.create_pv.post({"device_type": device_type, "device_prefix": prefix,
                              "config": json.dumps(config) if config is not None else "",
@@ -190,9 +213,11 @@ class DeviceFactory(MetaDevice):
         child.state = STATE_NAMES[value["value.index"]]
         child.enabled = child.state == "running"
         self._post_devices()
+        self._update_saved(child)
 
     def _on_child_config(self, child: ChildDevice, value: Value) -> None:
         child.last_config = value.todict()
+        self._update_saved(child)
 
     def _on_child_beat(self, child: ChildDevice, value: Value) -> None:
         child.last_beat = time.monotonic()
@@ -239,10 +264,12 @@ class DeviceFactory(MetaDevice):
             if mine:
                 del self._children[child.prefix]
                 self._forgotten.append(child)
+                self._saved.pop(child.prefix, None)
         # Posted by whichever thread forgets it, DELETE's included, even when the watcher got
         # there first: a DELETE must not complete before DEVICES stops showing the device.
         self._post_devices()
         if mine:
+            self._write_state()  # before DELETE completes: the file never brings it back
             self._unwatch(child)
 
     def _unwatch(self, child: ChildDevice) -> None:
@@ -331,6 +358,68 @@ class DeviceFactory(MetaDevice):
         if not self._closing.is_set():
             self.log.error("%s not restarted: restart limit %d reached", crashed.prefix, crashed.restart_limit)
         self._forget(crashed)
+
+    # -- the state file --------------------------------------------------------------------------
+
+    def _restore(self, saved: list[SavedDevice]) -> None:
+        """Recreate the devices of the state file, each in a worker (together, like CREATEs):
+        with their saved CONFIG, enabled if they were running. An entry whose type is not
+        installed here, or whose device fails to start, is logged and leaves the file."""
+        creatable = self.creatable_types()
+        for entry in saved:
+            if entry.type not in creatable:
+                self.log.error("state file: %s not recreated: device type %r is not installed here "
+                               "(saved entry: %s)", entry.prefix, entry.type, json.dumps(asdict(entry)))
+                continue
+            with self._children_lock:
+                if entry.prefix in self._starting or entry.prefix == self.prefix:
+                    self.log.error("state file: %s is listed twice: the second entry is skipped", entry.prefix)
+                    continue
+                self._starting.add(entry.prefix)
+                self._saved[entry.prefix] = entry  # in the file until it is recreated or fails
+            future = self._workers.submit(self._create, entry.type, entry.prefix, entry.config, entry.creator,
+                                          entry.restart, entry.restart_limit, entry.enabled)
+            future.add_done_callback(partial(self._restored, entry))
+        self._write_state()  # at once: a state file that cannot be written shows in the log now
+
+    def _restored(self, entry: SavedDevice, future: Future) -> None:
+        error = future.exception()
+        if error is None:
+            self.log.info("state file: recreated %s %s%s", entry.type, entry.prefix, " (enabled)" if entry.enabled else "")
+        else:
+            self.log.error("state file: %s not recreated: %s (saved entry: %s)", entry.prefix, error,
+                           json.dumps(asdict(entry)))
+
+    def _update_saved(self, child: ChildDevice) -> None:
+        """Bring `child`'s entry in the state file up to date with its STATE and CONFIG: the
+        CONFIG it last accepted once it is configured (ready or running), and whether it runs.
+        Entries of children starting or restarting keep what they had."""
+        if self._state_file is None:
+            return
+        with self._children_lock:
+            previous = self._saved.get(child.prefix)
+            if previous is None or self._children.get(child.prefix) is not child:
+                return
+            configured = child.state in ("ready", "running") and child.last_config is not None
+            current = replace(previous, config=child.last_config if configured else previous.config,
+                              enabled=child.state == "running" if child.state in ("ready", "running", "error")
+                              else previous.enabled)
+            self._saved[child.prefix] = current
+        if current != previous:
+            self._write_state()
+
+    def _write_state(self) -> None:
+        """Write the state file, unless the factory is closing: a factory stopped (SIGTERM, CLOSE,
+        host shutdown) keeps its devices in the file for its next start."""
+        if self._state_file is None or self._closing.is_set():
+            return
+        with self._state_lock:  # the entries are taken inside: the last write has the latest
+            with self._children_lock:
+                entries = sorted(self._saved.values(), key=lambda e: e.prefix)
+            try:
+                self._state_file.save(entries)
+            except (OSError, TypeError, ValueError) as exc:  # the devices run on; a next start would miss it
+                self.log.error("cannot write the state file %s: %s", self._state_file.path, exc)
 
     def _post_devices(self) -> None:
         # Built and posted under the lock: posts from different threads never overtake each

@@ -4,7 +4,8 @@ only the factory prefix differs)."""
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -24,11 +25,14 @@ def factory_run(
     config: ConfigOption = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Start disabled (CREATE refused until ENABLE).")] = False,
     acf: AcfOption = None,
+    state: Annotated[Optional[Path], typer.Option(
+        "--state", help="Keep the devices (type, config, enabled) in this JSON file, rewritten on every "
+                        "change, and recreate them at start (a missing file: start empty).")] = None,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run a factory in this process (configured and enabled) until closed or interrupted."""
     configure_logging(log_level)
-    factory = DeviceFactory(prefix, config=parse_config(config) if config else {}, acf=acf)
+    factory = DeviceFactory(prefix, config=parse_config(config) if config else {}, acf=acf, state_file=state)
     if not disabled:
         factory.set_enabled(True)
     serve_until_closed(factory)
@@ -41,6 +45,10 @@ def create(
                                                autocompletion=complete_factory_types)],
     prefix: DevicePrefix,
     config: ConfigOption = None,
+    restart: Annotated[str, typer.Option(
+        help="Restart policy: never, or on-failure (a crashed device is started again).")] = "never",
+    restart_limit: Annotated[int, typer.Option(
+        help="Restarts allowed under on-failure (0: the factory's default_restart_limit).")] = 0,
     as_json: AsJson = False,
     timeout: Timeout = 60.0,
     log_level: LogLevel = "WARNING",
@@ -49,7 +57,8 @@ def create(
     configure_logging(log_level)
     with FactoryClient(factory) as client:
         client.create_timeout = timeout
-        device = client.create(device_type, prefix, parse_config(config) if config else None)
+        device = client.create(device_type, prefix, parse_config(config) if config else None,
+                               restart=restart, restart_limit=restart_limit)
         state = device.state.value if as_json else ""
         device.disconnect()
     if as_json:
