@@ -201,3 +201,30 @@ def test_create_restart_options(prefix, tmp_path):
     finally:
         client.disconnect()
         process.stop()
+
+
+def test_spooling_collector_appends_to_its_spool_after_a_clean_stop(prefix, tmp_path, source):
+    pytest.importorskip("emd_hdf5")
+    state, spool = tmp_path / "factory.json", tmp_path / "spool.h5"
+    process, client = start_factory(prefix, state)
+    try:
+        collector = client.create("collect.Collector", f"{prefix}:coll", {
+            "input_pvs": [source.name("double")], "data_dir": str(tmp_path), "spool_file": "spool.h5",
+            "spool_interval": 0.2})
+        collector.enable()
+        wait_until(lambda: collector.status()["received"] >= 5, 10, "the collector receiving")
+        collector.disconnect()
+        saved_when(state, lambda s: s[f"{prefix}:coll"]["enabled"], "the collector saved as enabled")
+    finally:
+        client.disconnect()
+        process.stop()  # clean: the spool file is closed
+    spooled = spool.stat().st_size
+    process, client = start_factory(prefix, state)
+    try:
+        collector = CollectorClient(f"{prefix}:coll")
+        collector.wait_for_state("running", timeout=20)
+        wait_until(lambda: spool.stat().st_size > spooled, 10, "the spool file appended to")
+        collector.disconnect()
+    finally:
+        client.disconnect()
+        process.stop()
