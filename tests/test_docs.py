@@ -57,7 +57,6 @@ PENDING = {
     "plugins.md": "not yet worked through",
     "dms.md": "not yet worked through",
     "write-your-own-device.md": "`emd new` asks questions without a terminal; not yet worked through",
-    "access.md": "a new page, not yet worked through",
 }
 
 
