@@ -24,6 +24,15 @@ PVI_MODES = ("r", "w", "rw", "x", "d")
 
 _NOT_IN_NAMES = re.compile(r"[^a-z0-9_]")
 _VECTOR_ENTRY = re.compile(r"^__\d+$")  # ophyd-async reads "__N" entries as DeviceVector items
+DEVICE_ATTRIBUTES = frozenset({
+    "check_value", "children", "clear_sub", "collect", "collect_asset_docs", "collect_pages", "complete",
+    "connect", "describe", "describe_collect", "describe_configuration", "get_index", "hints", "kickoff",
+    "locate", "log", "name", "parent", "pause", "prepare", "read", "read_configuration", "resume", "set",
+    "set_name", "stage", "stop", "subscribe", "trigger", "unstage",
+})
+"""Attributes of an ophyd-async Device and the bluesky protocols (0.21): an entry of one of
+these names would shadow it and fail the connect, so such entries get a trailing ``_``, as
+ophyd-async itself names such children (a CONFIG field ``name`` is ``device.config.name_``)."""
 
 
 def entry_name(suffix: str) -> str:
@@ -32,7 +41,7 @@ def entry_name(suffix: str) -> str:
     name = _NOT_IN_NAMES.sub("_", suffix.lower())
     if not name or name[0].isdigit() or keyword.iskeyword(name) or _VECTOR_ENTRY.match(name):
         name = f"pv_{name}"
-    return name
+    return f"{name}_" if name in DEVICE_ATTRIBUTES else name
 
 
 def _unique(name: str, taken: set[str]) -> str:
