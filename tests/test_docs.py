@@ -54,8 +54,6 @@ PENDING = {
     "hdf5.md": "needs the doc:src:* source script and a recording story",
     "cli.md": "long-running commands not yet marked, outputs not yet checked",
     "factory.md": "not yet worked through",
-    "plugins.md": "not yet worked through",
-    "dms.md": "not yet worked through",
     "write-your-own-device.md": "`emd new` asks questions without a terminal; not yet worked through",
 }
 
