@@ -16,6 +16,7 @@ from ._access import (
 from ._client import DeviceClient, client_for
 from ._config import EmptyConfig, config_from_json, config_to_dict
 from ._device import MetaDevice, validate_prefix
+from ._host import HostSettings
 from ._namespace import DeviceNamespace
 from ._plugins import (
     ENTRY_POINT_GROUP,
@@ -59,6 +60,7 @@ __all__ = [
     "DeviceTypeInfo",
     "EmptyConfig",
     "FactoryClient",
+    "HostSettings",
     "IllegalTransition",
     "InputSample",
     "MetaDevice",

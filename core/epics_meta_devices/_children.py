@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Iterable
 
+from ._host import HostSettings
 from ._state import DeviceError
 
 # 'spawn', not fork: EPICS threads after fork() are undefined behaviour (children hang).
@@ -132,11 +133,12 @@ class ChildDevice:
 
 
 def start_child(device_type: str, prefix: str, config: dict[str, Any] | None, timeout: float,
-                acf: str | None = None, enable: bool = False) -> ChildDevice:
+                acf: str | None = None, enable: bool = False, host: HostSettings | None = None) -> ChildDevice:
     """Start a device process and return once it serves its PVs. If it fails to start (bad
     config, prefix served elsewhere, a crash), raise DeviceError with its reason, leaving no
     process behind. `acf`: the access security file the device enforces (the factory's);
-    `enable`: enable it once configured (a restart of a child that was running).
+    `enable`: enable it once configured (a restart of a child that was running); `host`: the
+    host's limits (the factory's), so a child never falls back to settings of its own.
 
     On Linux the child dies (SIGKILL) when the thread that called this ends (PR_SET_PDEATHSIG
     follows the creating thread): call it from threads that live as long as the factory."""
@@ -145,7 +147,7 @@ def start_child(device_type: str, prefix: str, config: dict[str, Any] | None, ti
     process = SPAWN.Process(
         target=run_child,
         args=(device_type, prefix, config, control_child_end, report_child_end,
-              logging.getLogger().level, acf, os.getpid(), enable),
+              logging.getLogger().level, acf, os.getpid(), enable, host),
         name=f"{CHILD_NAME_PREFIX}{prefix}",
         # Not daemon: multiprocessing's exit handler would SIGTERM daemonic children and then
         # join them without a timeout (forever, for a stopped child). The factory stops its
@@ -222,6 +224,7 @@ def run_child(
     acf: str | None,
     parent: int,
     enable: bool = False,
+    host: HostSettings | None = None,
 ) -> None:
     """The body of a device process: build the device, report, serve until closed or until the
     factory closes the control pipe (or dies: the pipe's end of file, and on Linux a SIGKILL)."""
@@ -234,7 +237,7 @@ def run_child(
     configure_logging(log_level or logging.WARNING)
     try:
         plugin_manager()
-        device = registry.get(device_type).cls(prefix, config=config, acf=acf)
+        device = registry.get(device_type).cls(prefix, config=config, acf=acf, host=host)
         handle_signals(device)  # before reporting: the factory may forward a SIGHUP at once
     except Exception as exc:
         report.send(("error", f"cannot create {prefix}: {exc}"))

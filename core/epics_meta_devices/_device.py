@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import os
@@ -20,6 +21,7 @@ from p4p.util import ThreadedWorkQueue
 
 from ._access import CONTROL_GROUP, DEFAULT_GROUP, AccessPolicy
 from ._access_provider import GuardedProvider
+from ._host import HostSettings
 from ._config import (
     ConfigField,
     EmptyConfig,
@@ -93,7 +95,8 @@ class MetaDevice(metaclass=_ServeAfterInit):
 
     A device serves the default PVs TYPE, STATE, UUID, CONFIG, INFO, ENABLE and CLOSE under its
     prefix, HEARTBEAT (a counter that proves it is alive, see `_beat`), plus any PVs it adds
-    with `add_pv`. With ``acf=`` (an EPICS access security file)
+    with `add_pv`. ``host=`` holds the host's limits (`HostSettings`; default: from the
+    environment), e.g. the largest put it accepts. With ``acf=`` (an EPICS access security file)
     every put, RPC and new channel is checked against the rules of the PV's access group
     (CONFIG, ENABLE and CLOSE are in CONTROL); without it any client may do anything, as on an
     IOC without access security. Constructing it starts serving and returns;
@@ -123,8 +126,11 @@ class MetaDevice(metaclass=_ServeAfterInit):
         config: Mapping[str, Any] | None = None,
         server_conf: Mapping[str, str] | None = None,
         acf: str | os.PathLike[str] | None = None,
+        host: HostSettings | None = None,
     ) -> None:
         self.prefix = validate_prefix(prefix)
+        self.host = host if host is not None else HostSettings.from_environment()
+        """What the host allows (data root, largest put, ceilings): never changed by a put."""
         self.acf_path = os.fspath(acf) if acf else None
         """The access security file this device enforces (None: open to every client)."""
         self.access = AccessPolicy(self.acf_path) if self.acf_path else None
@@ -272,6 +278,16 @@ class MetaDevice(metaclass=_ServeAfterInit):
             new = getattr(after, field.name)
             if new != getattr(before, field.name):
                 self._config_field_pvs[field.name].post(field.to_pv(new))
+
+    def cap_default(self, name: str, ceiling: float) -> None:
+        """Lower CONFIG field `name` to `ceiling` if its default is above it (call in
+        ``__init__``): a host ceiling (e.g. ``--max-memory-mb``) that CONFIG puts may not
+        exceed must not make the type's own default a refused configuration."""
+        before = self.config
+        if getattr(before, name) > ceiling:
+            self.config = dataclasses.replace(before, **{name: type(getattr(before, name))(ceiling)})
+            self._config_pv.post(config_to_dict(self.config))
+            self._post_config_fields(before, self.config)
 
     def add_provider(self, provider: Any) -> None:
         """Serve a p4p DynamicProvider alongside this device's PVs, for PVs made on demand

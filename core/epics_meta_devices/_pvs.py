@@ -13,6 +13,7 @@ from p4p.nt import NTEnum, NTScalar, NTTable
 from p4p.server.thread import SharedPV
 
 from ._access import DEFAULT_GROUP, PUT, RPC, Client, handling
+from ._host import put_bytes
 from ._state import DeviceError
 
 if TYPE_CHECKING:
@@ -176,6 +177,12 @@ class DevicePV:
             self._answer(op, client, "put", f"{self.name} is read-only")
             return
         raw = op.value()
+        limit = self.device.host.max_put_bytes
+        size = put_bytes(raw)
+        if size > limit:  # the server has read it already; refusing keeps it from the handler
+            self._answer(op, client, "put", f"put to {self.name} refused: {size} bytes is more than "
+                                            f"this host accepts in one put ({limit} bytes, --max-put-bytes)")
+            return
         value = raw if self._nt is None else (
             raw["value.index"] if self._choices is not None else raw["value"]
         )

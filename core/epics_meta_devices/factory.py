@@ -96,6 +96,7 @@ class DeviceFactory(MetaDevice):
             except OSError as exc:
                 raise DeviceError(f"state file {self._state_file.path} cannot be written: {exc}") from None
         super().__init__(prefix, **kwargs)
+        self.cap_default("max_devices", self.host.max_devices)
         self._saved: dict[str, SavedDevice] = {}  # what the state file holds, by prefix
         self._state_lock = threading.Lock()  # one write at a time, each with the latest entries
         self._children: dict[str, ChildDevice] = {}
@@ -120,6 +121,13 @@ class DeviceFactory(MetaDevice):
                              "can create, delete and control devices")
         if self._state_file is not None:
             self._restore(saved)
+
+    def configure(self, config: FactoryConfig) -> None:
+        """Refuse a max_devices above the host's ceiling (``--max-devices``): a put must not
+        lift a guard the host set."""
+        if config.max_devices > self.host.max_devices:
+            raise DeviceError(f"max_devices={config.max_devices} is above this host's ceiling of "
+                              f"{self.host.max_devices} devices (emd factory run --max-devices)")
 
     @staticmethod
     def creatable_types() -> list[str]:
@@ -166,7 +174,8 @@ class DeviceFactory(MetaDevice):
         with self._children_lock:  # before the child's STATE and CONFIG can refine it
             self._saved[prefix] = SavedDevice(device_type, prefix, creator, config, enable, restart, restart_limit)
         try:
-            child = start_child(device_type, prefix, config, self.config.create_timeout, self.acf_path, enable)
+            child = start_child(device_type, prefix, config, self.config.create_timeout, self.acf_path, enable,
+                                host=self.host)
         except BaseException:
             with self._children_lock:
                 self._saved.pop(prefix, None)
@@ -345,7 +354,7 @@ class DeviceFactory(MetaDevice):
             configured = crashed.last_config if crashed.state not in ("created", "starting") else None
             try:
                 child = start_child(crashed.device_type, crashed.prefix, configured, self.config.create_timeout,
-                                    self.acf_path, enable=crashed.enabled)
+                                    self.acf_path, enable=crashed.enabled, host=self.host)
             except DeviceError as exc:
                 self.log.error("restart %d of %s failed: %s", restarts, crashed.prefix, exc)
                 continue

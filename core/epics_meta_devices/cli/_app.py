@@ -14,6 +14,7 @@ from .. import __version__
 from .._client import DeviceClient
 from .._config import config_from_json
 from .._device import serve_until_closed
+from .._host import HostSettings
 from .._logging import configure_logging
 from .._plugins import call_isolated, plugin_manager, plugin_reports
 from .._registry import registry
@@ -64,6 +65,24 @@ AcfOption = Annotated[Optional[Path], typer.Option(
     "--acf", envvar="EMD_ACF",
     help="EPICS access security file (UAG/HAG/ASG rules) checked on every put; SIGHUP re-reads it.")]
 
+DataRootOption = Annotated[Optional[Path], typer.Option(
+    "--data-root", envvar="EMD_DATA_ROOT", show_default=False,
+    help="Directory collectors read and write below (their data_dir is relative to it); default ./emd-data.")]
+MaxPutBytesOption = Annotated[Optional[int], typer.Option(
+    "--max-put-bytes", envvar="EMD_MAX_PUT_BYTES", min=1, show_default=False,
+    help="Largest put a device accepts, in bytes; default 16 MiB.")]
+MaxMemoryOption = Annotated[Optional[float], typer.Option(
+    "--max-memory-mb", envvar="EMD_MAX_MEMORY_MB", show_default=False,
+    help="Highest memory_limit_mb a collector's CONFIG may set; default 4096.")]
+
+
+def host_settings(data_root: Path | None, max_put_bytes: int | None, max_memory_mb: float | None,
+                  max_devices: int | None = None) -> HostSettings:
+    """The host's limits from the command line (the options read the environment too)."""
+    return HostSettings.from_environment(
+        {}, data_root=str(data_root) if data_root is not None else None, max_put_bytes=max_put_bytes,
+        max_memory_mb=max_memory_mb, max_devices=max_devices)
+
 
 def parse_config(text: str, what: str = "--config") -> dict[str, Any]:
     """A ``--config`` value (or another argument, named `what` in errors): a JSON object, or
@@ -84,13 +103,17 @@ def device_run(
     prefix: Annotated[str, typer.Argument(help="PV prefix the device serves under.")],
     config: ConfigOption = None,
     acf: AcfOption = None,
+    data_root: DataRootOption = None,
+    max_put_bytes: MaxPutBytesOption = None,
+    max_memory_mb: MaxMemoryOption = None,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run a device in this process until it is closed (CLOSE PV) or interrupted (Ctrl-C)."""
     configure_logging(log_level)
     initial = parse_config(config) if config is not None else None
+    host = host_settings(data_root, max_put_bytes, max_memory_mb)
     plugin_manager()
-    serve_until_closed(registry.get(device_type).cls(prefix, config=initial, acf=acf))
+    serve_until_closed(registry.get(device_type).cls(prefix, config=initial, acf=acf, host=host))
 
 
 @app.command("types")

@@ -12,7 +12,8 @@ import typer
 from .._device import serve_until_closed
 from .._logging import configure_logging
 from ..factory import DeviceFactory, FactoryClient
-from ._app import AcfOption, AsJson, ConfigOption, LogLevel, Timeout, app, factory_app, parse_config
+from ._app import (AcfOption, AsJson, ConfigOption, DataRootOption, LogLevel, MaxMemoryOption, MaxPutBytesOption,
+                   Timeout, app, factory_app, host_settings, parse_config)
 from ._complete import complete_factory_devices, complete_factory_types
 
 FactoryPrefix = Annotated[str, typer.Argument(help="PV prefix of the factory.")]
@@ -28,11 +29,20 @@ def factory_run(
     state: Annotated[Optional[Path], typer.Option(
         "--state", help="Keep the devices (type, config, enabled) in this JSON file, rewritten on every "
                         "change, and recreate them at start (a missing file: start empty).")] = None,
+    data_root: DataRootOption = None,
+    max_put_bytes: MaxPutBytesOption = None,
+    max_memory_mb: MaxMemoryOption = None,
+    max_devices: Annotated[Optional[int], typer.Option(
+        "--max-devices", envvar="EMD_MAX_DEVICES", min=1, show_default=False,
+        help="Highest max_devices the factory's CONFIG may set (and its default); default 100.")] = None,
     log_level: LogLevel = "INFO",
 ) -> None:
-    """Run a factory in this process (configured and enabled) until closed or interrupted."""
+    """Run a factory in this process (configured and enabled) until closed or interrupted.
+    Its children get its host settings (--data-root, --max-put-bytes, --max-memory-mb)."""
     configure_logging(log_level)
-    factory = DeviceFactory(prefix, config=parse_config(config) if config else {}, acf=acf, state_file=state)
+    host = host_settings(data_root, max_put_bytes, max_memory_mb, max_devices)
+    factory = DeviceFactory(prefix, config=parse_config(config) if config else {}, acf=acf, state_file=state,
+                            host=host)
     if not disabled:
         factory.set_enabled(True)
     serve_until_closed(factory)

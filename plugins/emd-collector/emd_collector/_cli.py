@@ -45,8 +45,10 @@ def collect(
     """Record PVs with a collector served under --prefix, show live counts, export at the end."""
     configure_logging(log_level)
     data_dir = (export.parent if export else Path.cwd()).resolve()
+    # the export's directory is this collector's data root (a host setting: no put may move it)
     collector = Collector(prefix or f"emd:collect:{uuid.uuid4().hex[:8]}",
-                          config={"input_pvs": pvs, "max_samples": max_samples, "data_dir": str(data_dir)})
+                          config={"input_pvs": pvs, "max_samples": max_samples},
+                          host=emd.HostSettings.from_environment(data_root=str(data_dir)))
     try:
         exporter = collector.exporter_for("", export) if export else None  # a bad suffix: say so before recording
     except Exception:

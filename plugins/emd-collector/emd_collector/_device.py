@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import threading
@@ -23,6 +24,7 @@ import epics_meta_devices as emd
 from ._buffer import sample_bytes
 from ._output import DEFAULT_KIND, HistoryElements, out_value, select, status_value, table_value
 from ._recorder import COUNTERS, Processing, PVRecorder
+from ._paths import confined, open_regular, relative_parts
 from ._recording import Annotation, RecordedPV, Recording
 from ._spooling import Spooler, can_spool
 
@@ -65,9 +67,12 @@ class CollectorConfig:
     queue_size: int = 1000
     """Monitor queue per PV (with pipelining), so bursts are not squashed."""
     data_dir: str = ""
-    """Where EXPORT writes and UPLOAD reads; every path is confined to it ("" = ./emd-data)."""
+    """Where EXPORT writes and UPLOAD reads, relative to the host's data root (--data-root,
+    EMD_DATA_ROOT; "" = the root itself); every path is confined to it, reached without
+    following symbolic links."""
     memory_limit_mb: float = 2048.0
-    """Guard: max_samples x PVs must fit (waveform buffers are limited to their share)."""
+    """Guard: max_samples x PVs must fit (waveform buffers are limited to their share); at most
+    the host's ceiling (--max-memory-mb, EMD_MAX_MEMORY_MB)."""
     max_events: int = 1000
     """Connection events kept per PV, the newest (1 to 100,000); the counters count all."""
     decimate: int = 1
@@ -138,9 +143,6 @@ class CollectorConfig:
                 options[key] = text if key == "mode" else (int(text) if key == "decimate" else float(text))
         return Processing(**options)
 
-    @property
-    def data_path(self) -> Path:
-        return Path(self.data_dir or "emd-data").expanduser().resolve()
 
 
 @emd.register_device_type(name="collect.Collector")
@@ -152,6 +154,7 @@ class Collector(emd.MetaDevice):
 
     def __init__(self, prefix: str, **kwargs: Any) -> None:
         super().__init__(prefix, **kwargs)
+        self.cap_default("memory_limit_mb", self.host.max_memory_mb)
         self.recorders: dict[str, PVRecorder] = {}
         self.annotations: list[Annotation] = []
         self._ready: queue.SimpleQueue[PVRecorder | None] = queue.SimpleQueue()
@@ -187,6 +190,11 @@ class Collector(emd.MetaDevice):
     # -- life cycle -------------------------------------------------------------------------------
 
     def configure(self, config: CollectorConfig) -> None:
+        ceiling = self.host.max_memory_mb
+        if config.memory_limit_mb > ceiling:  # a guard any client could lift is no guard
+            raise emd.DeviceError(f"memory_limit_mb={config.memory_limit_mb:g} is above this host's ceiling "
+                                  f"of {ceiling:g} MB (--max-memory-mb)")
+        self.data_path(config)  # refuses a data_dir leading out of the data root
         # refuses a path or a format that cannot spool
         spool_path = self._spool_exporter(config)[1] if config.spool_file else None
         if spool_path != self._spool_path:
@@ -352,14 +360,14 @@ class Collector(emd.MetaDevice):
 
     def _on_upload(self, request: Value) -> None:
         """Check the request, queue the upload and answer at once; UPLOAD_STATUS follows it."""
-        path = self.data_file(request["path"])
+        path = self.data_file(request["path"], create=False)
         target = request["target"].strip()
         uploaders = emd.uploaders()
         if target not in uploaders:
             installed = ", ".join(sorted(uploaders)) or "none (install emd-dms)"
             raise emd.DeviceError(f"no uploader {target!r} installed (installed: {installed})")
-        if not path.is_file():
-            raise emd.DeviceError(f"cannot upload {path}: no such file in the data directory")
+        # opened as the uploader will (no link followed, a FIFO does not block): refused now if not a regular file
+        os.close(open_regular(self.host.root, self._parts(request["path"]), f"cannot upload {request['path']!r}"))
         options = emd.config_from_json(request["options"], "UPLOAD options") if request["options"].strip() else {}
         secret = [name for name in options if any(word in name.lower() for word in SECRET_WORDS)]
         if secret:  # options travel through PVs; credentials must not
@@ -419,21 +427,29 @@ class Collector(emd.MetaDevice):
                                     "queued": max(0, self._queued_uploads), "location": "", "message": "",
                                     "attempt": 0, "bytes_done": 0, "bytes_total": 0, **fields})
 
-    def data_file(self, text: str, config: CollectorConfig | None = None) -> Path:
-        """`text` as a path inside the data directory (of `config`, default the current one);
-        DeviceError for anything leading out."""
-        root = (config or self.config).data_path
+    def data_path(self, config: CollectorConfig | None = None) -> Path:
+        """The data directory (of `config`, default the current one): data_dir below the
+        host's data root; DeviceError for a data_dir that is absolute, has '..' or goes through
+        a symbolic link."""
+        root = self.host.root
+        text = (config or self.config).data_dir
         if not text.strip():
-            raise emd.DeviceError(f"a path is needed (relative to the data directory {root})")
-        relative = Path(text)
-        if relative.is_absolute() or ".." in relative.parts:
-            raise emd.DeviceError(
-                f"path {text!r} must be relative to the data directory {root}, without '..'"
-            )
-        path = (root / relative).resolve()
-        if not path.is_relative_to(root):  # e.g. through a symbolic link
-            raise emd.DeviceError(f"path {text!r} leads outside the data directory {root}")
-        return path
+            return root
+        parts = relative_parts(text, f"data_dir {text!r}", f"the data root {root}")
+        return confined(root, parts, f"data_dir {text!r}")
+
+    def _parts(self, text: str, config: CollectorConfig | None = None) -> tuple[str, ...]:
+        """`text` (a path in the data directory) as parts below the data root."""
+        config = config or self.config
+        directory = self.data_path(config)
+        return directory.relative_to(self.host.root).parts + relative_parts(
+            text, f"path {text!r}", f"the data directory {directory}")
+
+    def data_file(self, text: str, config: CollectorConfig | None = None, create: bool = True) -> Path:
+        """`text` as a path inside the data directory (of `config`, default the current one),
+        its directories made if missing (with `create`); DeviceError for anything leading out,
+        symbolic links included (no directory on the way, nor the file, may be one)."""
+        return confined(self.host.root, self._parts(text, config), f"path {text!r}", create=create)
 
     def exporter_for(self, name: str, path: Path) -> Any:
         """The installed exporter called `name`, or the one for `path`'s suffix."""

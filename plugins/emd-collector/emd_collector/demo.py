@@ -59,9 +59,10 @@ def main(output: Path) -> None:
 
     step(f"an IOC: python -m pvxslibs.ioc -d circle.db, serving {x} and {y} at 10 Hz")
     with IocProcess(CIRCLE_DB, {"P": f"{stem}:dummy:"}, wait_for=x):
-        step(f"a factory: emd factory run {factory_prefix}")
+        step(f"a factory: emd factory run {factory_prefix} --data-root {output}")
+        # the data root is the host's: its collectors read and write only below it
         factory_process = DeviceProcess("factory.DeviceFactory", factory_prefix,
-                                        cli=["factory", "run", factory_prefix])
+                                        cli=["factory", "run", factory_prefix, "--data-root", str(output)])
         factory_process.start()
         ctxt = Context("pva", nt=False)
         try:
@@ -87,7 +88,7 @@ def main(output: Path) -> None:
                  f"{collector_prefix}")
             factory.create("collect.Collector", collector_prefix).disconnect()
             recorded = [x, y, f"{radius}:VAL"]
-            ctxt.put(f"{collector_prefix}:CONFIG", {"input_pvs": recorded, "data_dir": str(data_dir),
+            ctxt.put(f"{collector_prefix}:CONFIG", {"input_pvs": recorded, "data_dir": data_dir.name,
                                                     "publish_period": 0.2})
             ctxt.put(f"{collector_prefix}:ENABLE", True)
             print(f"   put CONFIG input_pvs {recorded}, ENABLE True; recording {SAMPLES} updates of each ...")

@@ -27,8 +27,10 @@ def status(client, pv=None):
     return client.status(pv)
 
 
-def collector(run_device, prefix, **config) -> CollectorClient:
-    base = run_device("collect.Collector", f"{prefix}:coll", config={"publish_period": 0.1, **config})
+def collector(run_device, prefix, data_root=None, **config) -> CollectorClient:
+    """A collector of CONFIG `config`, with the host's data root `data_root` (EMD_DATA_ROOT)."""
+    env = {"EMD_DATA_ROOT": str(data_root)} if data_root is not None else None
+    base = run_device("collect.Collector", f"{prefix}:coll", config={"publish_period": 0.1, **config}, env=env)
     return CollectorClient(base.prefix)
 
 
@@ -330,7 +332,7 @@ def test_decimation_and_deadband(prefix, sources, run_device):
 
 def test_annotations_and_export_round_trip(prefix, sources, run_device, tmp_path):
     name = sources.name("int32")
-    client = collector(run_device, prefix, input_pvs=[name], data_dir=str(tmp_path))
+    client = collector(run_device, prefix, input_pvs=[name], data_root=tmp_path)
     client.start()
     wait_until(lambda: client.status(name)["connected"], 10, "connected")
     for n in (5, 6, 7):
@@ -361,7 +363,7 @@ def test_annotations_and_export_round_trip(prefix, sources, run_device, tmp_path
     ],
 )
 def test_bad_export_is_refused_and_writes_nothing(prefix, sources, run_device, tmp_path, path, format_, reason):
-    client = collector(run_device, prefix, input_pvs=[sources.name("double")], data_dir=str(tmp_path / "data"))
+    client = collector(run_device, prefix, input_pvs=[sources.name("double")], data_root=tmp_path / "data")
     client.start()
     wait_until(lambda: client.status()["stored"] >= 1, 10, "something recorded")
     with pytest.raises(emd.DeviceError, match="refused") as refused:
@@ -372,7 +374,7 @@ def test_bad_export_is_refused_and_writes_nothing(prefix, sources, run_device, t
 
 
 def test_export_of_an_empty_collector_and_upload_without_uploader(prefix, run_device, tmp_path):
-    client = collector(run_device, prefix, input_pvs=["a:b"], data_dir=str(tmp_path))
+    client = collector(run_device, prefix, input_pvs=["a:b"], data_root=tmp_path)
     with pytest.raises(emd.DeviceError, match="has recorded nothing yet: nothing to export"):
         client.export("empty.npz")
     with pytest.raises(emd.DeviceError, match="no uploader 'nosuchtarget' installed"):
@@ -482,9 +484,10 @@ def uploading_collector(prefix, sources, run_device, tmp_path):
     """A recording collector that has an uploader plugin, and a file to upload."""
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "emd_flaky.py").write_text(FLAKY_UPLOADER)
-    env = {"EMD_PLUGINS": "emd_flaky", "PYTHONPATH": f"{tmp_path / 'plugins'}:{os.environ.get('PYTHONPATH', '')}"}
+    env = {"EMD_PLUGINS": "emd_flaky", "PYTHONPATH": f"{tmp_path / 'plugins'}:{os.environ.get('PYTHONPATH', '')}",
+           "EMD_DATA_ROOT": str(tmp_path / "data")}
     run_device("collect.Collector", f"{prefix}:coll", env=env,
-               config={"input_pvs": [sources.name("double")], "data_dir": str(tmp_path / "data"), "upload_backoff": 0.1})
+               config={"input_pvs": [sources.name("double")], "upload_backoff": 0.1})
     client = CollectorClient(f"{prefix}:coll")
     client.start()
     wait_until(lambda: client.status()["stored"] >= 1, 10, "something recorded")
@@ -579,7 +582,7 @@ def test_the_event_list_keeps_the_newest_max_events(prefix, sources, run_device,
     """A PV whose every update is rejected adds an event each: the list keeps the newest
     max_events, the counters count them all."""
     small = sources.name("uint8")
-    client = collector(run_device, prefix, input_pvs=[small], max_events=3, data_dir=str(tmp_path))
+    client = collector(run_device, prefix, input_pvs=[small], max_events=3, data_root=tmp_path)
     client.start()
     wait_until(lambda: client.status(small)["stored"] == 1, 10, "first sample")
     sources.retype("uint8", NTScalar("as"), ["x1"])  # not storable: rejected, an event each
@@ -612,7 +615,7 @@ def test_string_arrays_of_varying_length(prefix, sources, run_device, tmp_path):
     """String waveforms: shorter rows are padded with empty strings, and they export."""
     name = sources.name("string")
     sources.retype("string", NTScalar("as"), ["a", "b", "c"])
-    client = collector(run_device, prefix, input_pvs=[name], data_dir=str(tmp_path))
+    client = collector(run_device, prefix, input_pvs=[name], data_root=tmp_path)
     client.start()
     wait_until(lambda: client.status(name)["stored"] == 1, 10, "first row")
     sources.post("string", ["x"])
