@@ -180,3 +180,17 @@ def test_collector_pvi_follows_its_input_pvs(prefix, ctxt, run_device):
         assert table is not None
     finally:
         sources.stop()
+
+
+def test_config_fields_are_in_the_access_group_of_config(prefix, ctxt, run_device, tmp_path):
+    """With an ACF that lets nobody write CONTROL, CONFIG:<field> is refused as CONFIG is,
+    while a DEFAULT PV of the same device still takes puts."""
+    acf = tmp_path / "emd.acf"
+    acf.write_text("ASG(DEFAULT) {\n    RULE(1, READ)\n    RULE(1, WRITE)\n}\n"
+                   "ASG(CONTROL) {\n    RULE(1, READ)\n}\n")
+    run_device("test.Probe", prefix, args=["--acf", str(acf)])
+    for name, value in ((f"{prefix}:CONFIG", {"gain": 2.0}), (f"{prefix}:CONFIG:gain", 2.0)):
+        with pytest.raises(Exception, match=rf"put to {name} refused by access security"):
+            ctxt.put(name, value)
+    ctxt.put(f"{prefix}:INPUT", 3.0)
+    assert ctxt.get(f"{prefix}:CONFIG:gain")["value"] == 1.0 and ctxt.get(f"{prefix}:INPUT")["value"] == 3.0
