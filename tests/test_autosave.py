@@ -21,8 +21,10 @@ from test_factory import alive, child_pids
 
 
 def start_factory(prefix: str, state: Path) -> tuple[DeviceProcess, emd.FactoryClient]:
-    """`emd factory run PREFIX --state STATE` in a process of its own, running."""
-    process = DeviceProcess("factory.DeviceFactory", prefix, cli=["factory", "run", prefix, "--state", str(state)])
+    """`emd factory run PREFIX --state STATE` in a process of its own, running; its collectors
+    keep their files in the state file's directory (the host's data root)."""
+    process = DeviceProcess("factory.DeviceFactory", prefix, cli=["factory", "run", prefix, "--state", str(state)],
+                            env={"EMD_DATA_ROOT": str(state.parent)})
     process.start()
     client = emd.FactoryClient(prefix)
     client.wait_for_state("running", timeout=10)
@@ -86,7 +88,7 @@ def test_devices_come_back_after_the_factory_is_killed(prefix, tmp_path, source)
         client.create("ping.Ping", ping, {"delay": 0.25}).disconnect()
         client.create("ping.Ping", idle).disconnect()  # never configured
         collector = client.create("collect.Collector", coll, {
-            "input_pvs": [source.name("double")], "data_dir": str(tmp_path), "publish_period": 0.2,
+            "input_pvs": [source.name("double")], "publish_period": 0.2,
         }, restart="on-failure", restart_limit=2)
         collector.enable()
         wait_until(lambda: collector.status()["received"] >= 5, 10, "the collector receiving")
@@ -205,11 +207,11 @@ def test_create_restart_options(prefix, tmp_path):
 
 def test_spooling_collector_appends_to_its_spool_after_a_clean_stop(prefix, tmp_path, source):
     pytest.importorskip("emd_hdf5")
-    state, spool = tmp_path / "factory.json", tmp_path / "spool.h5"
+    state = tmp_path / "factory.json"
     process, client = start_factory(prefix, state)
     try:
         collector = client.create("collect.Collector", f"{prefix}:coll", {
-            "input_pvs": [source.name("double")], "data_dir": str(tmp_path), "spool_file": "spool.h5",
+            "input_pvs": [source.name("double")], "spool_file": "spool.h5",
             "spool_interval": 0.2})
         collector.enable()
         wait_until(lambda: collector.status()["received"] >= 5, 10, "the collector receiving")
@@ -218,6 +220,7 @@ def test_spooling_collector_appends_to_its_spool_after_a_clean_stop(prefix, tmp_
     finally:
         client.disconnect()
         process.stop()  # clean: the spool file is closed
+    spool = next(tmp_path.rglob("spool.h5"))  # in the data root
     spooled = spool.stat().st_size
     process, client = start_factory(prefix, state)
     try:
