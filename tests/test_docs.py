@@ -53,7 +53,6 @@ PENDING = {
     "collector.md": "from the OUT alarm example on, the blocks drive a collector the page closed",
     "hdf5.md": "needs the doc:src:* source script and a recording story",
     "cli.md": "long-running commands not yet marked, outputs not yet checked",
-    "write-your-own-device.md": "`emd new` asks questions without a terminal; not yet worked through",
 }
 
 
