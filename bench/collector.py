@@ -112,10 +112,11 @@ def helper(stack: ExitStack, module: str, *args: str) -> subprocess.Popen[str]:
     return process
 
 
-def device(stack: ExitStack, config: dict[str, object]) -> tuple[DeviceClient, int]:
-    """Start a collect.Collector with `config` in a process of its own, closed with `stack`:
-    its client and pid."""
-    process = DeviceProcess("collect.Collector", unique_prefix("bench-coll"), config=config)
+def device(stack: ExitStack, config: dict[str, object], data_root: str = "") -> tuple[DeviceClient, int]:
+    """Start a collect.Collector with `config` (and the host's data root `data_root`) in a
+    process of its own, closed with `stack`: its client and pid."""
+    process = DeviceProcess("collect.Collector", unique_prefix("bench-coll"), config=config,
+                            args=["--data-root", data_root] if data_root else None)
     client = stack.enter_context(process)
     assert process.process is not None
     return client, process.process.pid
@@ -229,7 +230,7 @@ def ingest(pvs: int, seconds: float, rounds: int = 2) -> list[Result]:
         ioc(stack, prefix, pvs)
         data = stack.enter_context(tempfile.TemporaryDirectory(prefix="emd-bench-"))
         collector, pid = device(stack, {"input_pvs": names, "max_samples": 1000,
-                                        "queue_size": 1000, "data_dir": data})
+                                        "queue_size": 1000}, data)
         rss = rss_mb(pid)
         for round in range(rounds):
             # bare, collector, bare: the collector's recording in one piece (its loss check
@@ -451,7 +452,7 @@ def polling(pvs: int, seconds: float, samples: int, polled: int = 5) -> list[Res
         ask(source, f"array {samples}")
         data = stack.enter_context(tempfile.TemporaryDirectory(prefix="emd-bench-"))
         collector, pid = device(stack, {"input_pvs": names, "max_samples": samples,
-                                        "data_dir": data, "publish_period": PUBLISH_PERIOD})
+                                        "publish_period": PUBLISH_PERIOD}, data)
         stack.enter_context(separate_cpus([pid], [ioc_pid, source.pid]))
         collector.enable()
         wait_until(lambda: collector.get_pv("STATUS")["samples"] >= pvs * samples,
@@ -505,9 +506,8 @@ def spooling(pvs: int, seconds: float, rounds: int = 16) -> list[Result]:
     with ExitStack() as stack:
         ioc_pid = ioc(stack, prefix, pvs)
         data = stack.enter_context(tempfile.TemporaryDirectory(prefix="emd-bench-"))
-        config = {"input_pvs": names, "max_samples": 100_000, "data_dir": data,
-                  "spool_interval": SPOOL_INTERVAL}
-        first, second = device(stack, config), device(stack, config)
+        config = {"input_pvs": names, "max_samples": 100_000, "spool_interval": SPOOL_INTERVAL}
+        first, second = device(stack, config, data), device(stack, config, data)
         stack.enter_context(separate_cpus([first[1], second[1]], [ioc_pid]))
         for half, (spooling_one, plain) in enumerate(((first, second), (second, first))):
             plain[0].configure(spool_file="")  # closes the file it spooled to in the first half

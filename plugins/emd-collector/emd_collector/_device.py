@@ -367,7 +367,7 @@ class Collector(emd.MetaDevice):
             installed = ", ".join(sorted(uploaders)) or "none (install emd-dms)"
             raise emd.DeviceError(f"no uploader {target!r} installed (installed: {installed})")
         # opened as the uploader will (no link followed, a FIFO does not block): refused now if not a regular file
-        os.close(open_regular(self.host.root, self._parts(request["path"]), f"cannot upload {request['path']!r}"))
+        os.close(open_regular(self.host.root, self._parts(request["path"]), f"cannot upload {path}"))
         options = emd.config_from_json(request["options"], "UPLOAD options") if request["options"].strip() else {}
         secret = [name for name in options if any(word in name.lower() for word in SECRET_WORDS)]
         if secret:  # options travel through PVs; credentials must not

@@ -13,14 +13,15 @@ from epics_meta_devices.testing import emd_error as refused, run_emd as emd_cli,
 
 
 @pytest.fixture
-def recorded(prefix, sources, run_device, tmp_path):
+def recorded(monkeypatch, prefix, sources, run_device, tmp_path):
     """A collector process that recorded 1.0 to 5.0 of a double source and is disabled again;
     yields (collector prefix, source PV name, data directory)."""
     data = tmp_path / "data"
     source = sources.name("double")
     collector = f"{prefix}:coll"
+    monkeypatch.setenv("EMD_DATA_ROOT", str(data))  # the host's data root: data_dir is relative to it
     run_device("collect.Collector", collector, config={
-        "input_pvs": [source], "data_dir": str(data), "publish_period": 0.1, "upload_retries": 0})
+        "input_pvs": [source], "publish_period": 0.1, "upload_retries": 0})
     with CollectorClient(collector) as client:
         assert emd_cli("enable", collector).returncode == 0
         wait_until(lambda: client.status(source)["connected"], what=f"{collector} to connect to {source}")

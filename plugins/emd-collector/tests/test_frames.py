@@ -29,14 +29,15 @@ UNITS = {"temp": "degC", "pos": "mm", "count": ""}
 
 
 @pytest.fixture
-def recorded(prefix, ctxt, run_device, tmp_path):
+def recorded(monkeypatch, prefix, ctxt, run_device, tmp_path):
     """A collector (own process) that recorded an IOC's ai/longout records, then exported them
     to .npz and .h5: (client, PV names by short name, npz path, h5 path, first and last put
     time)."""
     names = {short: f"{prefix}:{short}" for short in PUT}
     with IocProcess(UNITS_DB, {"P": f"{prefix}:"}, wait_for=names["temp"]):
+        monkeypatch.setenv("EMD_DATA_ROOT", str(tmp_path))  # the host's data root: data_dir is relative to it
         run_device("collect.Collector", f"{prefix}:coll",
-                   config={"input_pvs": list(names.values()), "data_dir": str(tmp_path), "publish_period": 0.1})
+                   config={"input_pvs": list(names.values()), "publish_period": 0.1})
         client = CollectorClient(f"{prefix}:coll")
         client.start()
         wait_until(lambda: client.status()["connected"] == len(names), 10, "IOC records connected")
@@ -110,10 +111,11 @@ def test_time_range_on_data_and_frames(recorded):
         client.data(name, start="yesterday")
 
 
-def test_alignment_asof_and_nearest(prefix, sources, run_device, tmp_path):
+def test_alignment_asof_and_nearest(monkeypatch, prefix, sources, run_device, tmp_path):
     a, b = sources.name("double"), sources.name("int32")
+    monkeypatch.setenv("EMD_DATA_ROOT", str(tmp_path))  # the host's data root: data_dir is relative to it
     run_device("collect.Collector", f"{prefix}:coll",
-               config={"input_pvs": [a, b], "data_dir": str(tmp_path), "publish_period": 0.1})
+               config={"input_pvs": [a, b], "publish_period": 0.1})
     client = CollectorClient(f"{prefix}:coll")
     client.start()
     wait_until(lambda: client.status()["connected"] == 2, 10, "sources connected")

@@ -39,12 +39,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -
 
 
 @pytest.fixture
-def units(prefix, ctxt, run_device, tmp_path):
+def units(monkeypatch, prefix, ctxt, run_device, tmp_path):
     """A collector that recorded two mm PVs, a degC PV and a string, and stopped."""
     names = {short: f"{prefix}:{short}" for short in ("temp", "pos", "pos2", "label")}
     with IocProcess(UNITS_DB, {"P": f"{prefix}:"}, wait_for=names["temp"]):
+        monkeypatch.setenv("EMD_DATA_ROOT", str(tmp_path))  # the host's data root: data_dir is relative to it
         run_device("collect.Collector", f"{prefix}:coll",
-                   config={"input_pvs": list(names.values()), "data_dir": str(tmp_path), "publish_period": 0.1})
+                   config={"input_pvs": list(names.values()), "publish_period": 0.1})
         client = CollectorClient(f"{prefix}:coll")
         client.start()
         wait_until(lambda: client.status()["connected"] == 4, 10, "IOC records connected")
@@ -75,11 +76,12 @@ def test_one_panel_per_unit_live_and_from_files(units, tmp_path):
         plot_recording(client, tmp_path / "nothing.png", pvs=[names["label"]])
 
 
-def test_lines_break_where_the_ioc_was_gone(prefix, run_device, tmp_path):
+def test_lines_break_where_the_ioc_was_gone(monkeypatch, prefix, run_device, tmp_path):
     angle = f"{prefix}:circle:angle"
     with IocProcess(CIRCLE_DB, {"P": f"{prefix}:"}, wait_for=angle) as ioc:
+        monkeypatch.setenv("EMD_DATA_ROOT", str(tmp_path))  # the host's data root: data_dir is relative to it
         run_device("collect.Collector", f"{prefix}:coll",
-                   config={"input_pvs": [angle], "data_dir": str(tmp_path), "publish_period": 0.1})
+                   config={"input_pvs": [angle], "publish_period": 0.1})
         client = CollectorClient(f"{prefix}:coll")
         client.start()
         wait_until(lambda: client.status(angle)["stored"] >= 5, 10, "recording")

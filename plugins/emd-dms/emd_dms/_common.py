@@ -182,16 +182,77 @@ def credential(env: str, section: str, key: str) -> str | None:
     return value or None
 
 
+def endpoints(kind: str) -> dict[str, dict[str, Any]]:
+    """The named endpoints of `kind`: the ``[kind.<name>]`` tables of the EMD_DMS_CONFIG file,
+    each an endpoint (URL, bucket, directory...) together with the credentials sent to it."""
+    return {name: table for name, table in host_config(kind).items() if isinstance(table, dict)}
+
+
+def _configured(kind: str) -> str:
+    names = ", ".join(sorted(endpoints(kind))) or "none"
+    return f"configured: {names}; [{kind}.<name>] tables of the file named by {CONFIG_ENV}"
+
+
+def choose_endpoint(options: Mapping[str, Any], kind: str, url_key: str, url_env: str,
+                    credential_keys: tuple[str, ...], credential_envs: tuple[str, ...],
+                    credentials_go: str) -> tuple[str, dict[str, Any] | None, str]:
+    """Where an upload of `kind` goes, and which configured table's credentials go with it:
+    (URL, table, endpoint name).
+
+    - option ``endpoint`` names a ``[kind.<name>]`` table: its `url_key` and its credentials;
+    - else option `url_key` (a URL from the put) is taken only while no credentials of this kind
+      are configured on the host (environment `credential_envs`, `credential_keys` of
+      ``[kind]`` or of any endpoint): a put must never choose where a credential is sent. It
+      goes without credentials (table None);
+    - else the host's default endpoint: environment `url_env`, else `url_key` of ``[kind]``,
+      with the default credentials (environment, then ``[kind]``).
+    ValueError (the put is refused) for anything else."""
+    name = text_option(options, "endpoint", kind)
+    given = options.get(url_key) not in (None, "")
+    section = host_config(kind)
+    if name:
+        named = endpoints(kind)
+        if given:
+            raise ValueError(f"{kind}: give option endpoint or {url_key}, not both")
+        if name not in named:
+            raise ValueError(f"{kind}: no endpoint {name!r} on this host ({_configured(kind)})")
+        return url_option(named[name], url_key, f"{kind} endpoint {name}", credentials_go), named[name], name
+    if given:
+        configured = (any(os.environ.get(env) for env in credential_envs)
+                      or any(section.get(key) for key in credential_keys)
+                      or any(table.get(key) for table in endpoints(kind).values() for key in credential_keys))
+        if configured:
+            raise ValueError(f"{kind}: option {url_key} refused: this host has {kind} credentials, which go "
+                             f"only to endpoints it configures; name one with option endpoint "
+                             f"({_configured(kind)})")
+        return url_option(options, url_key, kind, credentials_go), None, ""
+    default = os.environ.get(url_env, "").strip() or section.get(url_key)
+    if default:
+        return url_option({url_key: default}, url_key, f"{kind} ({url_env} or [{kind}] {url_key})",
+                          credentials_go), section, "default"
+    raise ValueError(f"{kind}: option endpoint needed ({_configured(kind)}), or set {url_env} "
+                     f"(or {url_key} in [{kind}])")
+
+
 @contextlib.contextmanager
 def open_source(path: Path) -> Iterator[tuple[BinaryIO, int]]:
-    """The file to upload, opened, and its size; UploadError (no retry) if it cannot be read."""
+    """The file to upload, opened, and its size; UploadError (no retry) if it cannot be read,
+    is a symbolic link or is not a regular file (a FIFO, a device, a directory)."""
     try:
-        file = open(path, "rb")
+        # no symbolic link followed, and a FIFO neither blocks the open nor is read
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            os.close(handle)
+            raise emd.UploadError(f"cannot upload {path}: not a regular file")
+        os.set_blocking(handle, True)
+        file = os.fdopen(handle, "rb")
     except FileNotFoundError:
         raise emd.UploadError(f"cannot upload {path}: no such file") from None
     except IsADirectoryError:
         raise emd.UploadError(f"cannot upload {path}: it is a directory") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise emd.UploadError(f"cannot upload {path}: it is a symbolic link") from None
         raise emd.UploadError(f"cannot upload {path}: {exc.strerror}",
                               retry=exc.errno not in PERMANENT_ERRNOS) from None
     with file:

@@ -33,12 +33,12 @@ import epics_meta_devices as emd
 
 from . import _http
 from ._common import (CONFIG_ENV, Progress, ProgressReader, bool_option, check_options,
-                      credential, log, no_progress, open_source, relative_path_option,
-                      seconds_option, text_option, url_option)
+                      choose_endpoint, credential, log, no_progress, open_source,
+                      relative_path_option, seconds_option, text_option)
 
-TOKEN_ENV = "EMD_NOMAD_TOKEN"
-CREDENTIALS_GO = (f"set {TOKEN_ENV} where the uploader runs, or token in the [nomad] section "
-                  f"of the file named by {CONFIG_ENV}")
+TOKEN_ENV, URL_ENV = "EMD_NOMAD_TOKEN", "EMD_NOMAD_URL"
+CREDENTIALS_GO = (f"set {TOKEN_ENV} (with {URL_ENV}) where the uploader runs, or url and token in the "
+                  f"[nomad] section, or a [nomad.<name>] endpoint, of the file named by {CONFIG_ENV}")
 ARCHIVE_SUFFIXES = (".zip", ".tgz", ".gz", ".tar", ".tar.bz2", ".eln")
 """Files NOMAD extracts when they arrive (so they are not found under their own name)."""
 NO_UPLOAD = "no such upload (or the url option is not the NOMAD API v1 base)"
@@ -137,15 +137,17 @@ class _Api:
 
 
 class NomadUploader:
-    """Adds files to a NOMAD upload. Options: ``url`` (the API base, e.g.
-    ``http://host/nomad-oasis/api/v1``); ``upload_id`` (an existing, unpublished upload to add
+    """Adds files to a NOMAD upload. Options: ``endpoint`` (a ``[nomad.<name>]`` endpoint of
+    the host's config file: its url, the API base such as ``http://host/nomad-oasis/api/v1``,
+    and its token; default the host's ``[nomad]`` url or EMD_NOMAD_URL, with EMD_NOMAD_TOKEN or
+    the ``[nomad]`` token); ``url`` only on a host without NOMAD tokens; ``upload_id`` (an existing, unpublished upload to add
     to; default: the open upload this process created before, or a new one); ``remote_path``
     (directory in the upload, default the top); ``publish`` (publish the upload afterwards,
     default false); ``timeout`` (seconds per request, default 60); ``processing_timeout``
     (seconds to wait for NOMAD's processing, default 300). Returns the file's raw URL."""
 
     name = "nomad"
-    OPTIONS = frozenset({"url", "upload_id", "remote_path", "publish", "timeout",
+    OPTIONS = frozenset({"url", "endpoint", "upload_id", "remote_path", "publish", "timeout",
                          "processing_timeout"})
 
     def __init__(self) -> None:
@@ -154,8 +156,12 @@ class NomadUploader:
 
     def settings(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Checked options."""
-        check_options(options, self.name, self.OPTIONS, {"url"}, CREDENTIALS_GO)
-        return {"url": url_option(options, "url", self.name, CREDENTIALS_GO),
+        check_options(options, self.name, self.OPTIONS, set(), CREDENTIALS_GO)
+        url, table, endpoint = choose_endpoint(options, self.name, "url", URL_ENV, ("token",), (TOKEN_ENV,),
+                                               CREDENTIALS_GO)
+        token = (None if table is None  # a URL from the put: never sent a token
+                 else credential(TOKEN_ENV, "nomad", "token") if endpoint == "default" else table.get("token"))
+        return {"url": url, "token": token if isinstance(token, str) else None,
                 "upload_id": text_option(options, "upload_id", self.name),
                 "directory": "/".join(relative_path_option(options, "remote_path", self.name)),
                 "publish": bool_option(options, "publish", self.name),
@@ -170,7 +176,7 @@ class NomadUploader:
     def upload(self, path: Path, options: Mapping[str, Any],
                progress: Progress = no_progress) -> str:
         s = self.settings(options)
-        token = credential(TOKEN_ENV, "nomad", "token")
+        token = s["token"]
         if not token:
             raise emd.UploadError(f"no NOMAD token: {CREDENTIALS_GO}")
         path, directory = Path(path), s["directory"]

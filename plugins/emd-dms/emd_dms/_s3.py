@@ -9,6 +9,7 @@ not MD5s), an ETag equal to the file's MD5.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,12 +17,15 @@ from urllib.parse import quote
 
 import epics_meta_devices as emd
 
-from ._common import (CHUNK, Progress, check_options, log, no_progress, open_source,
-                      seconds_option, text_option, url_option)
+from ._common import (CHUNK, Progress, check_options, choose_endpoint, log, no_progress, open_source,
+                      seconds_option, text_option)
 from ._http import RETRY_STATUSES
 
 CREDENTIALS_GO = ("boto3 finds them where the uploader runs: AWS_ACCESS_KEY_ID and "
                   "AWS_SECRET_ACCESS_KEY, AWS_PROFILE with ~/.aws/credentials, or an instance role")
+URL_ENV = "EMD_S3_ENDPOINT_URL"
+CREDENTIAL_ENVS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+CREDENTIAL_KEYS = ("access_key_id", "secret_access_key")
 MULTIPART_THRESHOLD = 8 << 20  # boto3's default: larger files go in parts, with a non-MD5 ETag
 RETRY_CODES = frozenset({"SlowDown", "RequestTimeout", "Throttling", "ThrottlingException",
                          "InternalError", "ServiceUnavailable"})
@@ -45,7 +49,7 @@ class S3Uploader:
     UploadError says ``retry``."""
 
     name = "s3"
-    OPTIONS = frozenset({"bucket", "key", "endpoint_url", "region", "timeout"})
+    OPTIONS = frozenset({"bucket", "key", "endpoint", "endpoint_url", "region", "timeout"})
 
     def settings(self, options: Mapping[str, Any], filename: str) -> dict[str, Any]:
         """Checked options: bucket, key, endpoint_url (or None), region (or None), timeout."""
@@ -53,9 +57,15 @@ class S3Uploader:
         key = text_option(options, "key", self.name)
         if key.startswith("/"):
             raise ValueError(f"{self.name}: key must not start with '/' ({key!r})")
-        endpoint = (url_option(options, "endpoint_url", self.name, CREDENTIALS_GO)
-                    if options.get("endpoint_url") else None)
-        return {"bucket": text_option(options, "bucket", self.name),
+        endpoint, table, name = None, None, ""
+        if options.get("endpoint") or options.get("endpoint_url") or os.environ.get(URL_ENV):
+            # a put's endpoint_url only while no AWS credentials are configured: with them, a
+            # named endpoint ([s3.<name>]: endpoint_url, its keys) or the host's default
+            endpoint, table, name = choose_endpoint(options, self.name, "endpoint_url", URL_ENV,
+                                                    CREDENTIAL_KEYS, CREDENTIAL_ENVS, CREDENTIALS_GO)
+        keys = {key: table[key] for key in CREDENTIAL_KEYS if name not in ("", "default") and table and table.get(key)}
+        return {"keys": {f"aws_{key}": value for key, value in keys.items()},
+                "bucket": text_option(options, "bucket", self.name),
                 "key": key + filename if not key or key.endswith("/") else key,
                 "endpoint_url": endpoint,
                 "region": text_option(options, "region", self.name) or None,
@@ -86,7 +96,7 @@ class S3Uploader:
                     digest.update(chunk)
                 md5 = digest.hexdigest()
                 file.seek(0)
-            client = boto3.session.Session().client(
+            client = boto3.session.Session(**s["keys"]).client(
                 "s3", endpoint_url=s["endpoint_url"], region_name=s["region"],
                 config=Config(connect_timeout=s["timeout"], read_timeout=s["timeout"],
                               retries={"mode": "standard", "total_max_attempts": 1}))

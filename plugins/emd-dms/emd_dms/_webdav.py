@@ -17,38 +17,54 @@ import requests
 import epics_meta_devices as emd
 
 from . import _http
-from ._common import (CONFIG_ENV, Progress, ProgressReader, check_options, credential, log,
-                      no_progress, open_source, relative_path_option, seconds_option,
-                      url_option)
+from ._common import (CONFIG_ENV, Progress, ProgressReader, check_options, choose_endpoint, credential,
+                      log, no_progress, open_source, relative_path_option, seconds_option)
 
-USER_ENV, PASSWORD_ENV = "EMD_WEBDAV_USER", "EMD_WEBDAV_PASSWORD"
-CREDENTIALS_GO = (f"set {USER_ENV} and {PASSWORD_ENV} where the uploader runs, or user and "
-                  f"password in the [webdav] section of the file named by {CONFIG_ENV}")
+USER_ENV, PASSWORD_ENV, URL_ENV = "EMD_WEBDAV_USER", "EMD_WEBDAV_PASSWORD", "EMD_WEBDAV_URL"
+CREDENTIALS_GO = (f"set {USER_ENV} and {PASSWORD_ENV} (with {URL_ENV}) where the uploader runs, or url, "
+                  f"user and password in the [webdav] section, or a [webdav.<name>] endpoint, of the "
+                  f"file named by {CONFIG_ENV}")
 PROPFIND_LENGTH = (b'<?xml version="1.0" encoding="utf-8"?>'
                    b'<propfind xmlns="DAV:"><prop><getcontentlength/></prop></propfind>')
 
 
 class WebDavUploader:
-    """PUT to WebDAV. Options: ``url`` (the base collection, http or https), ``remote_path``
-    (collections below it, created if missing; default none) and ``timeout`` (seconds per
-    request, default 60). Basic authentication when a user is configured. Returns the URL of
-    the file; an existing file of that name is replaced."""
+    """PUT to WebDAV. Options: ``endpoint`` (a ``[webdav.<name>]`` endpoint of the host's
+    config file: its url, user and password; default the host's ``[webdav]`` url or
+    EMD_WEBDAV_URL), or ``url`` (the base collection, http or https: only on a host without
+    WebDAV credentials, and sent none), ``remote_path`` (collections below it, created if
+    missing; default none) and ``timeout`` (seconds per request, default 60). Basic
+    authentication when a user is configured for the endpoint. Returns the URL of the file; an
+    existing file of that name is replaced."""
 
     name = "webdav"
-    OPTIONS = frozenset({"url", "remote_path", "timeout"})
+    OPTIONS = frozenset({"url", "endpoint", "remote_path", "timeout"})
 
     def settings(self, options: Mapping[str, Any]) -> tuple[str, tuple[str, ...], float]:
         """Checked options: base URL, collections below it, timeout."""
-        check_options(options, self.name, self.OPTIONS, {"url"}, CREDENTIALS_GO)
-        return (url_option(options, "url", self.name, CREDENTIALS_GO),
-                relative_path_option(options, "remote_path", self.name),
-                seconds_option(options, "timeout", self.name, 60.0))
+        return self._settings(options)[:3]
+
+    def _settings(self, options: Mapping[str, Any]) -> tuple[str, tuple[str, ...], float, tuple[str, str] | None]:
+        """Checked options and the credentials that go with the endpoint."""
+        check_options(options, self.name, self.OPTIONS, set(), CREDENTIALS_GO)
+        url, table, endpoint = choose_endpoint(options, self.name, "url", URL_ENV, ("user", "password"),
+                                               (USER_ENV, PASSWORD_ENV), CREDENTIALS_GO)
+        if table is None:
+            auth = None  # a URL from the put: never sent a credential
+        elif endpoint == "default":
+            auth = self.credentials()
+        else:
+            auth = self.credentials(table.get("user"), table.get("password"))
+        return (url, relative_path_option(options, "remote_path", self.name),
+                seconds_option(options, "timeout", self.name, 60.0), auth)
 
     @staticmethod
-    def credentials() -> tuple[str, str] | None:
-        """(user, password) from the environment or config file; None for anonymous access."""
-        user = credential(USER_ENV, "webdav", "user")
-        password = credential(PASSWORD_ENV, "webdav", "password")
+    def credentials(user: Any = None, password: Any = None) -> tuple[str, str] | None:
+        """(user, password): given (an endpoint's), else from the environment or the config
+        file's [webdav] section; None for anonymous access."""
+        if user is None and password is None:
+            user = credential(USER_ENV, "webdav", "user")
+            password = credential(PASSWORD_ENV, "webdav", "password")
         if user is None and password is None:
             return None
         if user is None or password is None:
@@ -62,8 +78,7 @@ class WebDavUploader:
 
     def upload(self, path: Path, options: Mapping[str, Any],
                progress: Progress = no_progress) -> str:
-        base, remote, timeout = self.settings(options)
-        auth = self.credentials()
+        base, remote, timeout, auth = self._settings(options)
         with open_source(Path(path)) as (file, size), requests.Session() as session:
             session.auth = auth
 

@@ -20,6 +20,7 @@ from epics_meta_devices.testing import free_port
 
 CREDENTIAL_VARIABLES = [
     "EMD_WEBDAV_USER", "EMD_WEBDAV_PASSWORD", "EMD_NOMAD_TOKEN", "EMD_DMS_CONFIG",
+    "EMD_WEBDAV_URL", "EMD_NOMAD_URL", "EMD_S3_ENDPOINT_URL",
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
@@ -126,6 +127,34 @@ class UnavailableHandler(QuietHandler):
 def unavailable_server() -> Iterator[HttpServer]:
     """An HTTP server answering 503 to everything."""
     server = HttpServer(UnavailableHandler)
+    yield server
+    server.stop()
+
+
+class RecordingHandler(QuietHandler):
+    """A server of an attacker's own: remembers each request (method, path, Authorization
+    header) in the server's ``seen`` list and asks for Basic credentials (401)."""
+
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        if name.startswith("do_"):
+            return self.record
+        raise AttributeError(name)
+
+    def record(self) -> None:
+        self.server.seen.append((self.command, self.path, self.headers.get("Authorization", "")))  # type: ignore[attr-defined]
+        self.body()
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="credentials please"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def attacker() -> Iterator[HttpServer]:
+    """An HTTP server recording every request in ``attacker.seen``; ``attacker.url`` is its base."""
+    server = HttpServer(RecordingHandler)
+    server.seen = server.server.seen = []  # type: ignore[attr-defined]
+    server.url = f"http://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
     yield server
     server.stop()
 

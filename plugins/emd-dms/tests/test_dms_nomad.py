@@ -18,10 +18,25 @@ def token(monkeypatch):
     monkeypatch.setenv("EMD_NOMAD_TOKEN", TOKEN)
 
 
+class HostUrlUploader(NomadUploader):
+    """A NomadUploader whose tests name the server as the host would: the url moves from the
+    options to EMD_NOMAD_URL (a put's url is refused while a token is configured)."""
+
+    def __init__(self, monkeypatch) -> None:
+        super().__init__()
+        self.monkeypatch = monkeypatch
+
+    def upload(self, path, options, progress=None):
+        options = dict(options)
+        if "url" in options:
+            self.monkeypatch.setenv("EMD_NOMAD_URL", options.pop("url"))
+        return super().upload(path, options, progress) if progress else super().upload(path, options)
+
+
 @pytest.fixture
-def uploader():
+def uploader(monkeypatch):
     """A new uploader, so no open upload carries over from another test."""
-    return NomadUploader()
+    return HostUrlUploader(monkeypatch)
 
 
 def second_file(tmp_path, name="run2.nxs", size=5000):

@@ -67,7 +67,7 @@ def test_a_url_carrying_a_password_is_refused(data_file):
     (DirectoryUploader(), {}, "option.s. destination needed"),
     (DirectoryUploader(), {"destination": "relative/dir"}, "must be an absolute path"),
     (DirectoryUploader(), {"destination": "/srv", "subdir": "../etc"}, "must not contain '..'"),
-    (DirectoryUploader(), {"destination": "/srv", "mode": 1}, r"unknown option.s. mode \(options: destination, subdir\)"),
+    (DirectoryUploader(), {"destination": "/srv", "mode": 1}, r"unknown option.s. mode \(options: destination, endpoint, subdir\)"),
     (WebDavUploader(), {"url": "ftp://host/x"}, "must be an http:// or https:// URL"),
     (WebDavUploader(), {"url": "http://host/x", "timeout": 0}, "more than 0"),
     (WebDavUploader(), {"url": "http://host/x", "remote_path": "/abs"}, "must be a relative path"),
@@ -143,8 +143,9 @@ def test_s3_without_boto3_is_refused_saying_how_to_install_it(prefix, run_device
     (hidden / "boto3.py").write_text("raise ImportError('No module named boto3')\n")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "run.npz").write_bytes(b"recorded")
-    run_device("collect.Collector", prefix, config={"data_dir": str(tmp_path / "data")},
-               env={"PYTHONPATH": os.pathsep.join([str(hidden), os.environ.get("PYTHONPATH", "")])})
+    run_device("collect.Collector", prefix, config={},
+               env={"PYTHONPATH": os.pathsep.join([str(hidden), os.environ.get("PYTHONPATH", "")]),
+                    "EMD_DATA_ROOT": str(tmp_path / "data")})
     with CollectorClient(prefix) as collector:
         with pytest.raises(emd.DeviceError, match=r"needs boto3: pip install 'emd-dms\[s3\]'"):
             collector.upload("run.npz", "s3", bucket="beamtime")

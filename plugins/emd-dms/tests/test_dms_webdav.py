@@ -30,8 +30,9 @@ def test_put_into_new_collections(webdav, data_file, progress):
 def test_basic_authentication_from_the_environment(webdav_auth, data_file, monkeypatch, caplog):
     monkeypatch.setenv("EMD_WEBDAV_USER", "alice")
     monkeypatch.setenv("EMD_WEBDAV_PASSWORD", PASSWORD)
+    monkeypatch.setenv("EMD_WEBDAV_URL", webdav_auth.url)  # the credentials go only there
     with caplog.at_level(logging.DEBUG):
-        where = WebDavUploader().upload(data_file, {"url": webdav_auth.url})
+        where = WebDavUploader().upload(data_file, {})
     assert where == f"{webdav_auth.url}/run1.h5"
     assert (webdav_auth.root / "run1.h5").read_bytes() == data_file.read_bytes()
     assert PASSWORD not in caplog.text
@@ -39,10 +40,10 @@ def test_basic_authentication_from_the_environment(webdav_auth, data_file, monke
 
 def test_basic_authentication_from_the_config_file(webdav_auth, data_file, tmp_path, monkeypatch):
     config = tmp_path / "dms.toml"
-    config.write_text(f'[webdav]\nuser = "alice"\npassword = "{PASSWORD}"\n')
+    config.write_text(f'[webdav]\nurl = "{webdav_auth.url}"\nuser = "alice"\npassword = "{PASSWORD}"\n')
     config.chmod(0o600)
     monkeypatch.setenv("EMD_DMS_CONFIG", str(config))
-    WebDavUploader().upload(data_file, {"url": webdav_auth.url, "remote_path": "in"})
+    WebDavUploader().upload(data_file, {"remote_path": "in"})
     assert (webdav_auth.root / "in" / "run1.h5").exists()
 
 
@@ -51,8 +52,10 @@ def test_refused_credentials_are_permanent(webdav_auth, data_file, monkeypatch, 
     if password:
         monkeypatch.setenv("EMD_WEBDAV_USER", "alice")
         monkeypatch.setenv("EMD_WEBDAV_PASSWORD", password)
+        monkeypatch.setenv("EMD_WEBDAV_URL", webdav_auth.url)
+    options = {} if password else {"url": webdav_auth.url}  # a put's url: only without credentials
     with pytest.raises(emd.UploadError, match="HTTP 401 .*check the credentials .*EMD_WEBDAV_PASSWORD") as failed:
-        WebDavUploader().upload(data_file, {"url": webdav_auth.url})
+        WebDavUploader().upload(data_file, options)
     assert failed.value.retry is False
     assert "wrong-password" not in str(failed.value)
     assert list(webdav_auth.root.iterdir()) == []

@@ -17,13 +17,14 @@ from epics_meta_devices.testing import SourcePVs, wait_until
 
 
 @pytest.fixture
-def recorded(prefix, run_device, tmp_path):
+def recorded(monkeypatch, prefix, run_device, tmp_path):
     """A collector (own process) that recorded three updates of every kind of source."""
     sources = SourcePVs(prefix)
     try:
         names = [sources.name(kind) for kind in SourcePVs.KINDS]
+        monkeypatch.setenv("EMD_DATA_ROOT", str(tmp_path))  # the host's data root: data_dir is relative to it
         run_device("collect.Collector", f"{prefix}:coll",
-                   config={"input_pvs": names, "data_dir": str(tmp_path), "publish_period": 0.1})
+                   config={"input_pvs": names, "publish_period": 0.1})
         client = CollectorClient(f"{prefix}:coll")
         client.start()
         wait_until(lambda: client.status()["connected"] == len(names), 10, "sources connected")

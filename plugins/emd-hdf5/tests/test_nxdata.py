@@ -17,14 +17,15 @@ SENT = {"double": [1.5, -2.5], "float": [0.25, 4.0], "int32": [-7, 9], "int64": 
 
 
 @pytest.fixture
-def recorded(prefix, run_device, tmp_path):
+def recorded(monkeypatch, prefix, run_device, tmp_path):
     """A collector (own process) that recorded three updates of every kind of source (the
     value at connection and two posts), with a spool file, then stopped."""
     sources = SourcePVs(prefix)
     try:
         names = [sources.name(kind) for kind in SourcePVs.KINDS]
+        monkeypatch.setenv("EMD_DATA_ROOT", str(tmp_path))  # the host's data root: data_dir is relative to it
         run_device("collect.Collector", f"{prefix}:coll",
-                   config={"input_pvs": names, "data_dir": str(tmp_path), "publish_period": 0.1,
+                   config={"input_pvs": names, "publish_period": 0.1,
                            "spool_file": "spool.h5", "spool_interval": 0.1})
         client = CollectorClient(f"{prefix}:coll")
         client.start()

@@ -27,8 +27,8 @@ def sources(prefix):
 
 def spooling_collector(run_device, prefix, sources, tmp_path, **config):
     names = [sources.name(kind) for kind in KINDS]
-    run_device("collect.Collector", f"{prefix}:coll",
-               config={"input_pvs": names, "data_dir": str(tmp_path), "spool_file": "live.h5",
+    run_device("collect.Collector", f"{prefix}:coll", env={"EMD_DATA_ROOT": str(tmp_path)},  # the host's data root
+               config={"input_pvs": names, "spool_file": "live.h5",
                        "spool_interval": 0.2, **config})
     client = CollectorClient(f"{prefix}:coll")
     client.start()
@@ -123,18 +123,20 @@ def test_a_crash_loses_at_most_one_interval(prefix, sources, run_device, tmp_pat
     ({"spool_file": "live.npz"}, "the npz format cannot spool; use a .h5 file"),
     ({"spool_file": "live.h5", "spool_interval": 0}, "spool_interval must be between 0.05 and 3600"),
 ])
-def test_bad_spool_settings_are_refused(prefix, run_device, tmp_path, changes, reason):
-    client = run_device("collect.Collector", f"{prefix}:coll", config={"data_dir": str(tmp_path)})
+def test_bad_spool_settings_are_refused(monkeypatch, prefix, run_device, tmp_path, changes, reason):
+    monkeypatch.setenv("EMD_DATA_ROOT", str(tmp_path))  # the host's data root: data_dir is relative to it
+    client = run_device("collect.Collector", f"{prefix}:coll", config={})
     before = client.config
     with pytest.raises(emd.DeviceError, match=reason):
         client.configure(**changes)
     assert client.config == before
 
 
-def test_a_spool_file_that_cannot_be_opened_refuses_enable(prefix, sources, run_device, tmp_path):
+def test_a_spool_file_that_cannot_be_opened_refuses_enable(monkeypatch, prefix, sources, run_device, tmp_path):
     (tmp_path / "live.h5").write_text("not an HDF5 file")
+    monkeypatch.setenv("EMD_DATA_ROOT", str(tmp_path))  # the host's data root: data_dir is relative to it
     client = run_device("collect.Collector", f"{prefix}:coll",
-                        config={"input_pvs": [sources.name("double")], "data_dir": str(tmp_path),
+                        config={"input_pvs": [sources.name("double")],
                                 "spool_file": "live.h5"})
     with pytest.raises(emd.DeviceError, match="cannot spool to .*live.h5"):
         client.enable()

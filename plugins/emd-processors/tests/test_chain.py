@@ -17,7 +17,8 @@ record(ao, "$(P)setpoint") { field(VAL, "0") field(PINI, "YES") field(PREC, "3")
 
 def test_ioc_to_stats_to_collector_through_a_factory(prefix, ctxt, tmp_path):
     setpoint = f"{prefix}:ioc:setpoint"
-    factory = DeviceProcess("factory.DeviceFactory", f"{prefix}:factory", cli=["factory", "run", f"{prefix}:factory"])
+    factory = DeviceProcess("factory.DeviceFactory", f"{prefix}:factory",
+                            cli=["factory", "run", f"{prefix}:factory", "--data-root", str(tmp_path)])
     with IocProcess(SETPOINT_DB, {"P": f"{prefix}:ioc:"}, wait_for=setpoint):
         factory.start()
         try:
@@ -26,7 +27,7 @@ def test_ioc_to_stats_to_collector_through_a_factory(prefix, ctxt, tmp_path):
                 stats = factories.create("stats.Stats", f"{prefix}:stats", {"inputs": [setpoint], "window": 3})
                 mean, count = f"{prefix}:stats:MEAN", f"{prefix}:stats:COUNT"
                 collector = factories.create("collect.Collector", f"{prefix}:coll", {
-                    "input_pvs": [mean, count], "publish_period": 0.1, "data_dir": str(tmp_path)})
+                    "input_pvs": [mean, count], "publish_period": 0.1})
                 assert isinstance(collector, CollectorClient) and stats.state is emd.DeviceState.ready
                 collector.start()
                 wait_until(lambda: collector.status()["connected"] == 2, 10, "the collector connected")
