@@ -1,9 +1,11 @@
 """Paths below the host's data root, checked without following symbolic links.
 
 Every directory on the way is opened with ``openat(O_DIRECTORY | O_NOFOLLOW)`` relative to the
-one before, starting at the root, so neither a symbolic link inside the root nor one swapped in
-between the check and the use leads a collector's EXPORT, UPLOAD or spool file outside it. The
-root itself is the host's choice and may be reached through links.
+one before, starting at the root, so no symbolic link inside the root leads a collector's
+EXPORT, UPLOAD or spool file outside it. The root itself is the host's choice and may be reached
+through links. A file to read is opened here (`open_regular`); exporters write by the path
+returned once it is checked, so a directory swapped for a link in between by someone on the host
+itself (not a client: PVs cannot make links) is not caught.
 """
 
 from __future__ import annotations
