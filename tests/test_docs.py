@@ -51,7 +51,6 @@ def user_environment(workdir: Path) -> dict[str, str]:
 # reported as xfail, not run, until their stories are fixed and they leave this list.
 PENDING = {
     "collector.md": "from the OUT alarm example on, the blocks drive a collector the page closed",
-    "cli.md": "long-running commands not yet marked, outputs not yet checked",
 }
 
 
