@@ -50,7 +50,6 @@ def user_environment(workdir: Path) -> dict[str, str]:
 # Pages whose snippets are not yet all runnable as written (issue 16, part 4, unfinished):
 # reported as xfail, not run, until their stories are fixed and they leave this list.
 PENDING = {
-    "collector.md": "from the OUT alarm example on, the blocks drive a collector the page closed",
 }
 
 
