@@ -21,9 +21,7 @@ from typing import Callable  # noqa: E402
 from . import (  # noqa: E402
     access, collector, device_start, factory, hdf5_export, ping_roundtrip, processing,
 )
-from ._common import HEADER, ROOT, Result  # noqa: E402
-
-REPORT = ROOT / "docs" / "performance.md"
+from ._common import HEADER, REPORT, ROOT, Result, soak_section  # noqa: E402
 
 TARGETS = f"""\
 - Ping round trip through a ping.Ping device: median at most {ping_roundtrip.TARGET:g}x that of a
@@ -31,7 +29,7 @@ TARGETS = f"""\
 - Access security: a ping round trip (a put checked against an ACF) at most {access.TARGET:g}x
   that through the same device type run without an ACF.
 - Device start and close: no target yet; the bare-p4p ratio shows what the device machinery
-  (imports, plugin loading, the prefix probe, seven default PVs) adds to a process start.
+  (imports, plugin loading, the prefix probe, the default PVs) adds to a process start.
 - Factory CREATE to ready: median at most {factory.CREATE_LIMIT * 1e3:g} ms. Memory and DELETE:
   no target yet; the bare-p4p ratios show what a device process and a factory cost.
 - Collector ingest: CPU per update at most {collector.CPU_TARGET:g}x that of a bare p4p
@@ -160,6 +158,7 @@ def merged(only: list[str], results: list[Result], settings: str, seconds: float
 
 def write_report(head: str, rows: list[list[str]]) -> None:
     REPORT.parent.mkdir(exist_ok=True)
+    soak = soak_section()  # measured by python -m bench.soak, not here
     full = collector.FULL
     hdf5 = hdf5_export.FULL
     REPORT.write_text(f"""\
@@ -335,7 +334,7 @@ there are fewer than 100 samples.
 
 ## Targets
 
-{TARGETS}""")
+{TARGETS}{soak}""")
 
 
 def main() -> None:

@@ -13,6 +13,18 @@ from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository root: the working directory of every process a benchmark starts."""
+REPORT = ROOT / "docs" / "performance.md"
+"""Where the figures are kept, with the machine they came from."""
+SOAK_HEADING = "\n## Soak\n"
+"""The report's last section, written by ``python -m bench.soak --write`` alone: ``python -m
+bench`` keeps it as it is."""
+
+
+def soak_section() -> str:
+    """The report's soak section as it is now ("" if it has none)."""
+    text = REPORT.read_text() if REPORT.exists() else ""
+    _, found, rest = text.partition(SOAK_HEADING)
+    return SOAK_HEADING + rest if found else ""
 
 
 def ms(seconds: float) -> str:

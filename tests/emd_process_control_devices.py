@@ -17,6 +17,8 @@ class HangConfig:
     hang_on_close: bool = False
     """close() never returns either, holding the device's lock, so the SIGTERM handler (which
     closes the device) hangs too: the process ignores SIGTERM in effect."""
+    hang_on_configure: bool = False
+    """configure() never returns: the device never finishes starting (a CREATE waits for it)."""
 
 
 @emd.register_device_type(name="test.Hang")
@@ -28,6 +30,10 @@ class Hang(emd.MetaDevice):
     def __init__(self, prefix: str, **kwargs: Any) -> None:
         super().__init__(prefix, **kwargs)
         self.add_pv("HANG", 0, on_put=lambda _: threading.Event().wait())
+
+    def configure(self, config: HangConfig) -> None:
+        if config.hang_on_configure:
+            threading.Event().wait()
 
     def close(self) -> None:
         if self.config.hang_on_close:

@@ -139,6 +139,23 @@ def test_bad_create_is_refused_and_leaves_nothing(prefix, ctxt, factory, request
     existing.disconnect()
 
 
+def test_a_read_modify_write_put_cannot_replay_another_create(prefix, ctxt, factory):
+    """pvapy's put reads the PV, changes the fields given and writes the whole structure back.
+    CREATE and DELETE keep no request, so such a put of a new prefix alone is refused instead
+    of creating a device with the previous CREATE's type and config (somebody else's)."""
+    client, _ = factory
+    client.create("test.Probe", f"{prefix}:theirs", config={"gain": 7.0})
+    client.delete(f"{prefix}:theirs")
+    client.create("test.Probe", f"{prefix}:other", config={"gain": 7.0})
+    read = ctxt.get(f"{prefix}:CREATE").todict()
+    assert read["device_type"] == "" and read["config"] == ""
+    assert ctxt.get(f"{prefix}:DELETE").todict()["device_prefix"] == ""
+    read["device_prefix"] = f"{prefix}:mine"
+    with pytest.raises(RemoteError, match="CREATE needs a device_type"):
+        ctxt.put(f"{prefix}:CREATE", read, timeout=30)
+    assert [d["prefix"] for d in client.devices()] == [f"{prefix}:other"]
+
+
 def test_duplicate_prefix_of_own_device_and_of_a_device_elsewhere(prefix, ctxt, factory, run_device):
     client, process = factory
     client.create("ping.Ping", f"{prefix}:mine")

@@ -163,6 +163,36 @@ def test_factory_ceiling_and_children_get_the_host_settings(tmp_path, ctxt):
         client.disconnect()
 
 
+def test_200_concurrent_creates_start_at_most_the_ceiling(tmp_path):
+    """200 CREATEs at once (from 200 threads of one client) start at most --max-devices
+    processes; every other one is refused with the reason, none is left waiting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_factory import child_pids
+
+    fprefix = unique_prefix("flood")
+    process = DeviceProcess("", fprefix, cli=["factory", "run", fprefix], args=["--max-devices", "3"])
+    with process as factory, Context("pva", nt=False) as ctxt:
+        factory.wait_for_state("running", timeout=10)
+
+        def create(n: int) -> str:
+            try:
+                ctxt.put(f"{fprefix}:CREATE", {"device_type": "ping.Ping", "device_prefix": f"{fprefix}:d{n}"},
+                         timeout=60)
+                return "created"
+            except Exception as exc:
+                return str(exc)
+
+        with ThreadPoolExecutor(200) as pool:
+            outcomes = list(pool.map(create, range(200)))
+        assert outcomes.count("created") == 3
+        refusals = [o for o in outcomes if o != "created"]
+        assert all(f"factory {fprefix} already runs max_devices=3" in o for o in refusals), set(refusals)
+        assert len(child_pids(process.process.pid)) == 3
+        with emd.FactoryClient(fprefix) as client:
+            assert len(client.devices()) == 3
+
+
 def test_bad_host_settings_are_one_error_line(tmp_path):
     line = emd_error("factory", "run", unique_prefix("badhost"), "--max-memory-mb", "0")
     assert line == "Error: max memory must be > 0 MB, got 0.0"

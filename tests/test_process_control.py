@@ -9,6 +9,7 @@ import json
 import os
 import queue
 import signal
+import threading
 import time
 from typing import Any, Iterator
 
@@ -124,6 +125,34 @@ def test_stopped_child_then_factory_signalled(prefix, factory, signum):
     assert elapsed < DEADLINE + MARGIN
     if signum == signal.SIGTERM:
         assert process.process.returncode == 0
+
+
+def test_factory_ends_within_deadline_while_a_create_waits(prefix, factory):
+    """A CREATE of a device that never finishes starting (its configure hangs) does not hold
+    up the factory's end: SIGTERM ends the factory and the starting process in time, and the
+    CREATE fails instead of waiting out create_timeout (30 s)."""
+    client, process = factory
+    outcome: queue.SimpleQueue = queue.SimpleQueue()
+
+    def create() -> None:
+        try:
+            client.create("test.Hang", f"{prefix}:slow", {"hang_on_configure": True})
+            outcome.put("created")
+        except emd.DeviceError as exc:
+            outcome.put(str(exc))
+
+    threading.Thread(target=create, daemon=True).start()
+    wait_until(lambda: child_pids(process.process.pid), 10, "the starting device's process")
+    pids = child_pids(process.process.pid)
+    started = time.monotonic()
+    process.process.send_signal(signal.SIGTERM)
+    process.process.wait(DEADLINE + MARGIN + 2)
+    elapsed = time.monotonic() - started
+    wait_until(lambda: not any(alive(p) for p in pids), 3, "the starting process gone")
+    print(f"factory SIGTERM during a CREATE: ended after {elapsed:.1f} s")
+    assert elapsed < DEADLINE + MARGIN, f"the factory took {elapsed:.1f} s to end during a CREATE"
+    assert process.process.returncode == 0
+    assert outcome.get(timeout=15) != "created"
 
 
 def test_crashed_child_restarts_with_its_config_and_enable_state(prefix, factory):

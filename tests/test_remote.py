@@ -138,3 +138,59 @@ def test_remote_factory_is_invisible_from_loopback(two_hosts, prefix):
     finally:
         factory.kill()
         factory.wait()
+
+
+PUT_SCRIPT = textwrap.dedent("""
+    import sys
+    from p4p.client.thread import Context
+
+    name, value = sys.argv[1:]
+    with Context("pva", nt=False) as ctxt:
+        try:
+            ctxt.put(name, {"delay": float(value)}, timeout=20)
+            print("accepted")
+        except Exception as exc:
+            print(f"refused: {exc}")
+""")
+
+
+def test_host_access_group_refuses_a_client_on_another_host(two_hosts, prefix, tmp_path):
+    """A HAG rule of the device's ACF (only its own host writes) decides by the host a put comes
+    from: the same put is refused from the other namespace and accepted from the device's own."""
+    server, client = two_hosts
+    acf = tmp_path / "beamline.acf"
+    acf.write_text(textwrap.dedent(f"""\
+        HAG(beamline) {{"{server.address}"}}
+        ASG(DEFAULT) {{
+            RULE(1, READ)
+            RULE(1, WRITE) {{ HAG(beamline) }}
+        }}
+        """))
+    device = subprocess.Popen(
+        server.command(sys.executable, "-m", "epics_meta_devices", "device", "run", "ping.Ping", prefix,
+                       "--acf", str(acf)),
+        env=server.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        script = tmp_path / "put.py"
+        script.write_text(PUT_SCRIPT)
+        local = {**server.env(), "EPICS_PVA_ADDR_LIST": server.address}  # the device's own host
+
+        def put(host: Host, env: dict[str, str], delay: str) -> str:
+            done = subprocess.run(host.command(sys.executable, str(script), f"{prefix}:CONFIG", delay),
+                                  env=env, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            return done.stdout.strip()
+
+        refused = put(client, client.env(), "0.25")
+        assert refused.startswith("refused:") and \
+            f"put to {prefix}:CONFIG refused by access security for root@{client.address}" in refused
+        assert put(server, local, "0.5") == "accepted"
+    finally:
+        device.terminate()
+        try:
+            device.wait(10)
+        except subprocess.TimeoutExpired:
+            device.kill()
+            device.wait()
+        device.stderr.close()

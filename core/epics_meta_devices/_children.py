@@ -34,6 +34,8 @@ TERMINATE_TIMEOUT = 3.0
 """Seconds a child has to end after SIGTERM (sent when it did not close when asked)."""
 KILL_TIMEOUT = 2.0
 """Seconds to wait for the OS to report a child's end after SIGKILL."""
+START_POLL = 0.2
+"""Seconds between checks, while a child starts, of whether the factory is closing."""
 RESTART_POLICIES = ("never", "on-failure")
 """``restart`` of a CREATE: never restart (default), or restart a child that crashed."""
 RESTART_DELAY = 1.0
@@ -133,12 +135,15 @@ class ChildDevice:
 
 
 def start_child(device_type: str, prefix: str, config: dict[str, Any] | None, timeout: float,
-                acf: str | None = None, enable: bool = False, host: HostSettings | None = None) -> ChildDevice:
+                acf: str | None = None, enable: bool = False, host: HostSettings | None = None,
+                abort: threading.Event | None = None) -> ChildDevice:
     """Start a device process and return once it serves its PVs. If it fails to start (bad
     config, prefix served elsewhere, a crash), raise DeviceError with its reason, leaving no
     process behind. `acf`: the access security file the device enforces (the factory's);
     `enable`: enable it once configured (a restart of a child that was running); `host`: the
-    host's limits (the factory's), so a child never falls back to settings of its own.
+    host's limits (the factory's), so a child never falls back to settings of its own;
+    `abort`: once set (the factory closes), stop waiting and end the starting process, so a
+    close never waits out a slow start.
 
     On Linux the child dies (SIGKILL) when the thread that called this ends (PR_SET_PDEATHSIG
     follows the creating thread): call it from threads that live as long as the factory."""
@@ -159,8 +164,12 @@ def start_child(device_type: str, prefix: str, config: dict[str, Any] | None, ti
     control_child_end.close()
     child = ChildDevice(prefix, device_type, process, control)
     try:
-        if not report.poll(timeout):
-            raise DeviceError(f"{prefix} did not start within {timeout} s")
+        deadline = time.monotonic() + timeout
+        while not report.poll(min(START_POLL, max(0.0, deadline - time.monotonic()))):
+            if abort is not None and abort.is_set():
+                raise DeviceError(f"{prefix}: the factory closed while it was starting")
+            if time.monotonic() >= deadline:
+                raise DeviceError(f"{prefix} did not start within {timeout} s")
         try:
             status, message = report.recv()
         except EOFError:

@@ -175,7 +175,7 @@ class DeviceFactory(MetaDevice):
             self._saved[prefix] = SavedDevice(device_type, prefix, creator, config, enable, restart, restart_limit)
         try:
             child = start_child(device_type, prefix, config, self.config.create_timeout, self.acf_path, enable,
-                                host=self.host)
+                                host=self.host, abort=self._closing)
         except BaseException:
             with self._children_lock:
                 self._saved.pop(prefix, None)
@@ -189,9 +189,8 @@ class DeviceFactory(MetaDevice):
             raise DeviceError(f"factory {self.prefix} closed while {prefix} was starting")
         self._write_state()
         self.log.info("created %s %s (pid %s) for %s", device_type, prefix, child.process.pid, creator or "this process")
-        self.create_pv.post({"device_type": device_type, "device_prefix": prefix,
-                             "config": json.dumps(config) if config is not None else "",
-                             "restart": restart, "restart_limit": restart_limit})
+        # CREATE itself keeps no request: a client that reads, changes a field and writes
+        # (pvapy's put) must not send somebody else's config again. DEVICES shows what was made.
         self._post_devices()
 
     def _adopt(self, child: ChildDevice, replacing: ChildDevice | None = None) -> bool:
@@ -264,7 +263,6 @@ class DeviceFactory(MetaDevice):
     def _delete(self, child: ChildDevice) -> None:
         code = stop_child(child, self.config.delete_timeout)
         self.log.info("deleted %s (exit code %s)", child.prefix, code)
-        self.delete_pv.post({"device_prefix": child.prefix})
         self._forget(child)
 
     def _forget(self, child: ChildDevice) -> None:
@@ -354,7 +352,7 @@ class DeviceFactory(MetaDevice):
             configured = crashed.last_config if crashed.state not in ("created", "starting") else None
             try:
                 child = start_child(crashed.device_type, crashed.prefix, configured, self.config.create_timeout,
-                                    self.acf_path, enable=crashed.enabled, host=self.host)
+                                    self.acf_path, enable=crashed.enabled, host=self.host, abort=self._closing)
             except DeviceError as exc:
                 self.log.error("restart %d of %s failed: %s", restarts, crashed.prefix, exc)
                 continue
@@ -459,7 +457,9 @@ class DeviceFactory(MetaDevice):
 
     def close(self) -> None:
         """End every child before the factory goes, all together: asked to close, then SIGTERM,
-        then SIGKILL (within delete_timeout + 5 s, whatever the children do)."""
+        then SIGKILL (within delete_timeout + 5 s, whatever the children do). Children still
+        starting stop waiting for their start at once (see start_child's `abort`) and are
+        ended the same way, in parallel."""
         with self._children_lock:
             self._closing.set()
             children = list(self._children.values())
