@@ -136,10 +136,10 @@ def soak(minutes: float, pvs: int, clients: int, max_samples: int, every: float,
                   f"disconnects {status['disconnects']} | cycles {cycler.cycles}", flush=True)
         cycler.stop()
         spool = spool_status(collector)
-    return report(samples, wrap_after, cycler.cycles, clients, spool, write)
+    return report(samples, wrap_after, cycler.cycles, updates, spool, write)
 
 
-def report(samples: list[Sample], wrap_after: float, cycles: int, clients: int, spool: dict[str, Any],
+def report(samples: list[Sample], wrap_after: float, cycles: int, updates: list[int], spool: dict[str, Any],
            write: str) -> int:
     """Print the ratios against the first sample after the wrap (and write them into the
     report's soak section with the samples, `write` saying how the run was made); 1 if a
@@ -163,10 +163,11 @@ def report(samples: list[Sample], wrap_after: float, cycles: int, clients: int, 
         f"factory RSS {base.factory[0]:.1f} -> {last.factory[0]:.1f} MB, fds {base.factory[2]} -> "
         f"{last.factory[2]} over {cycles} create/delete cycles": last.factory[2] <= base.factory[2]
         and last.factory[0] <= RSS_TARGET * base.factory[0],
+        f"{len(updates)} monitoring clients, fewest updates received {min(updates)}": min(updates) > 0,
         f"lost: gaps {status['gaps']}, disconnects {status['disconnects']}, spool rows lost "
         f"{spool.get('rows_lost', 'n/a')}": lost == 0,
     }
-    summary = [f"soak: {samples[-1].at / 60:.1f} min, {clients} monitoring clients, baseline at {base.at:.0f} s "
+    summary = [f"soak: {samples[-1].at / 60:.1f} min, {len(updates)} monitoring clients, baseline at {base.at:.0f} s "
                "(rings wrapped)"] + [f"{'ok' if ok else 'MISSED'}: {line}" for line, ok in checks.items()]
     print("\n" + "\n  ".join(summary))
     if write:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from p4p.client.thread import Context
 
 import epics_meta_devices as emd
 from epics_meta_devices.testing import DeviceProcess, emd_error, unique_prefix
+from test_factory import child_pids
 
 pytest.importorskip("emd_collector")
 pytest.importorskip("emd_dms")
@@ -166,10 +168,6 @@ def test_factory_ceiling_and_children_get_the_host_settings(tmp_path, ctxt):
 def test_200_concurrent_creates_start_at_most_the_ceiling(tmp_path):
     """200 CREATEs at once (from 200 threads of one client) start at most --max-devices
     processes; every other one is refused with the reason, none is left waiting."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from test_factory import child_pids
-
     fprefix = unique_prefix("flood")
     process = DeviceProcess("", fprefix, cli=["factory", "run", fprefix], args=["--max-devices", "3"])
     with process as factory, Context("pva", nt=False) as ctxt:
