@@ -244,7 +244,9 @@ class DeviceFactory(MetaDevice):
             for child in stalled:
                 child.unresponsive = True
         for child in stalled:
-            self.log.warning("%s (pid %s) is unresponsive: no HEARTBEAT for %.1f s",
+            self.log.warning("%s (pid %s) is unresponsive: no HEARTBEAT for %.1f s (while it is stopped or "
+                             "frozen, new clients searching this host by unicast may not find its other "
+                             "servers: see docs/factory.md, Liveness)",
                              child.prefix, child.process.pid, now - child.last_beat)
         if stalled:
             self._post_devices()
