@@ -25,6 +25,7 @@ import numpy as np
 from emd_collector import RecordedPV, Recording
 
 from ._exporter import STRING, TIME_ATTRS, Hdf5Exporter, add_attributes, _unique_name, filters, new_log, writes_whole_chunks
+from ._recover import open_for_append
 
 SWMR_AT_THE_LATEST = 3
 """Appends after which the file goes SWMR even if some input PVs have no group yet."""
@@ -37,7 +38,7 @@ class Hdf5Spool:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.settings = dict(settings)
-        self.file = h5py.File(path, "a", libver="latest")
+        self.file = open_for_append(path)  # a file its writer left open (a crash) is recovered
         self.entry = self.file.require_group("entry")
         self.entry.attrs["NX_class"] = "NXentry"
         self.file.attrs["default"] = "entry"
