@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+import h5py
+import numpy as np
 import pytest
 from emd_collector import CollectorClient
 
@@ -120,6 +122,50 @@ def test_devices_come_back_after_the_factory_is_killed(prefix, tmp_path, source)
         wait_until(lambda: collector.status()["received"] >= received + 5, 10, "the collector recording again")
         collector.disconnect()
         assert saved(state) == before
+    finally:
+        client.disconnect()
+        process.stop()
+
+
+def spooled(path: Path, pv: str) -> tuple[np.ndarray, np.ndarray]:
+    """The values and alarm severities a spool file holds of `pv`, read as a SWMR reader."""
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        log = next(g for g in f["entry"].values() if g.attrs.get("pv_name") == pv)
+        return log["value"][()], log["alarm_severity"][()]
+
+
+def spooled_rows(path: Path, pv: str) -> int:
+    """Rows of `pv` in the spool file; 0 until a reader can open it (the writer locks it until
+    its SWMR mode starts, after its first append)."""
+    try:
+        return len(spooled(path, pv)[0])
+    except (OSError, StopIteration, KeyError):
+        return 0
+
+
+def test_a_spooling_collector_goes_on_spooling_into_its_file_after_a_crash(prefix, tmp_path, source):
+    """A host reboot costs the downtime and nothing else: the collector comes back enabled and
+    appends to the same spool file (which its killed writer left open), after one gap marker."""
+    state, name = tmp_path / "factory.json", source.name("double")
+    process, client = start_factory(prefix, state)
+    try:
+        collector = client.create("collect.Collector", f"{prefix}:coll", {
+            "input_pvs": [name], "publish_period": 0.2, "spool_file": "run.h5", "spool_interval": 0.2})
+        collector.enable()
+        spool = tmp_path / "run.h5"
+        wait_until(lambda: spooled_rows(spool, name) >= 10, 15, "10 rows spooled")
+        collector.disconnect()
+        saved_when(state, lambda s: s.get(f"{prefix}:coll", {}).get("enabled"), "saved as enabled")
+        kill_factory(process, client)
+        before, _ = spooled(spool, name)
+
+        process, client = start_factory(prefix, state)
+        wait_until(lambda: spooled_rows(spool, name) >= len(before) + 10, 30, "spooling into the same file again")
+        values, severities = spooled(spool, name)
+        assert list(values[:len(before)]) == list(before)  # what was flushed before the crash is kept
+        assert list(severities[len(before):len(before) + 1]) == [3] and np.isnan(values[len(before)])
+        assert (severities[len(before) + 1:] == 0).all() and not np.isnan(values[len(before) + 1:]).any()
+        assert "was left open by a writer that stopped without closing it" in process.output()
     finally:
         client.disconnect()
         process.stop()

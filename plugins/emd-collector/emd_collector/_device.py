@@ -81,8 +81,11 @@ class CollectorConfig:
     """mean, min, max or last."""
     deadband: float = 0.0
     """Store a numeric scalar only when it moved more than this since the last stored (0: off)."""
+    stale_after: float = 0.0
+    """Seconds a connected PV may go without an update before it is marked stale (a "stale"
+    event, a gap marker row, STATUS stale=true, until its next update); 0: never."""
     pv_options: list[str] = field(default_factory=list)
-    """Per-PV processing: "<pv> decimate=10 mode=max deadband=0.5"."""
+    """Per-PV settings: "<pv> decimate=10 mode=max deadband=0.5 stale_after=5"."""
     upload_retries: int = 3
     """Retries of an upload that failed in a way worth retrying (timeouts, server errors)."""
     upload_backoff: float = 1.0
@@ -127,11 +130,22 @@ class CollectorConfig:
         if not 4 <= self.queue_size <= 1_000_000:
             raise ValueError(f"queue_size must be between 4 and 1000000, got {self.queue_size}")
         Processing(self.decimate, self.decimate_mode, self.deadband)  # raises on bad settings
+        self._options_for("")  # raises on a bad stale_after
         for entry in self.pv_options:
             self.processing_for(entry.split()[0] if entry.split() else "")  # raises on bad options
 
     def processing_for(self, name: str) -> Processing:
-        options: dict[str, Any] = {"decimate": self.decimate, "mode": self.decimate_mode, "deadband": self.deadband}
+        options = self._options_for(name)
+        options.pop("stale_after")
+        return Processing(**options)
+
+    def stale_after_for(self, name: str) -> float:
+        return float(self._options_for(name)["stale_after"])
+
+    def _options_for(self, name: str) -> dict[str, Any]:
+        """The settings of PV `name`: the global ones, replaced by its pv_options entries."""
+        options: dict[str, Any] = {"decimate": self.decimate, "mode": self.decimate_mode, "deadband": self.deadband,
+                                   "stale_after": self.stale_after}
         for entry in self.pv_options:
             pv, *pairs = entry.split()
             if pv != name:
@@ -139,9 +153,12 @@ class CollectorConfig:
             for pair in pairs:
                 key, _, text = pair.partition("=")
                 if key not in options or not text:
-                    raise ValueError(f"pv_options {entry!r}: use decimate=N, mode=mean|min|max|last, deadband=X")
+                    raise ValueError(f"pv_options {entry!r}: use decimate=N, mode=mean|min|max|last, deadband=X, "
+                                     "stale_after=S")
                 options[key] = text if key == "mode" else (int(text) if key == "decimate" else float(text))
-        return Processing(**options)
+        if not 0 <= options["stale_after"] <= 86400:
+            raise ValueError(f"stale_after must be between 0 and 86400 s, got {options['stale_after']:g}")
+        return options
 
 
 
@@ -205,8 +222,10 @@ class Collector(emd.MetaDevice):
             if recorder is None:
                 self.recorders[name] = PVRecorder(name, config.max_samples, max_bytes, config.processing_for(name),
                                                   config.max_events)
+                self.recorders[name].stale_after = config.stale_after_for(name)
             else:  # kept with its data; new limits apply to buffers made from now on (and after CLEAR)
                 recorder.processing = config.processing_for(name)
+                recorder.stale_after = config.stale_after_for(name)
                 recorder.max_samples, recorder.max_bytes = config.max_samples, max_bytes
                 recorder.keep_events(config.max_events)
         if self._publisher is None:
@@ -281,6 +300,10 @@ class Collector(emd.MetaDevice):
                 self.log.exception("publishing failed")
 
     def _publish(self) -> None:
+        now = time.monotonic()
+        for recorder in list(self.recorders.values()):
+            if recorder.check_stale(now):
+                self.log.warning("%s is stale: no update for %g s", recorder.name, recorder.stale_after)
         self.status_pv.post(self._totals())  # first: cheap, and never behind a big OUT rebuild
         self.outputs.refresh()
 

@@ -12,11 +12,11 @@ from p4p import Type, Value
 from p4p.nt import NTTable
 from p4p.nt.common import alarm, timeStamp
 
-from ._recorder import COUNTERS, PVKind, PVRecorder
+from ._recorder import COUNTERS, PVKind, PVRecorder, is_gap
 
 DEFAULT_KIND = PVKind("scalar", "d")  # served until the first update says otherwise
 STATUS_TYPE = Type(
-    [("pv", "s"), ("connected", "?"), ("kind", "s"), ("samples", "L"), ("memory_bytes", "L")]
+    [("pv", "s"), ("connected", "?"), ("stale", "?"), ("kind", "s"), ("samples", "L"), ("memory_bytes", "L")]
     + [(name, "L") for name in COUNTERS]
     + [("last_event", "s")],
     id="emd:collector:pvstatus:1.0",
@@ -184,6 +184,7 @@ def status_value(recorder: PVRecorder) -> Value:
     return Value(STATUS_TYPE, {
         "pv": recorder.name,
         "connected": recorder.connected,
+        "stale": recorder.stale,
         "kind": recorder.kind.kind if recorder.kind else "",
         "samples": recorder.buffer.count if recorder.buffer else 0,
         "memory_bytes": recorder.nbytes,
@@ -195,7 +196,7 @@ def status_value(recorder: PVRecorder) -> Value:
 def select(columns: dict[str, np.ndarray], kind: PVKind, start: float, end: float, max_points: int) -> dict[str, np.ndarray]:
     """The samples with start <= time <= end (0: open end); above `max_points`, min/max
     decimation: per bucket the smallest and the largest value, in time order (as the Archiver
-    Appliance's mean/min/max operators, keeping extremes visible)."""
+    Appliance's mean/min/max operators, keeping extremes visible), plus every gap marker."""
     if not len(columns.get("time_ns", ())):
         return columns
     times = columns["time_ns"]
@@ -209,10 +210,14 @@ def select(columns: dict[str, np.ndarray], kind: PVKind, start: float, end: floa
         if kind.numeric and max_points >= 2:
             buckets = np.array_split(index, max_points // 2)
             values = columns["value"]
+            gap = is_gap(columns)
             keep = set()
             for bucket in buckets:
-                keep.add(int(bucket[np.argmin(values[bucket])]))
-                keep.add(int(bucket[np.argmax(values[bucket])]))
+                keep.update(bucket[gap[bucket]].tolist())  # gap markers always stay visible
+                data = bucket[~gap[bucket]]
+                if len(data):
+                    keep.add(int(data[np.argmin(values[data])]))
+                    keep.add(int(data[np.argmax(values[data])]))
             index = np.array(sorted(keep), dtype=np.int64)
         else:
             index = index[np.linspace(0, len(index) - 1, max_points).astype(np.int64)]

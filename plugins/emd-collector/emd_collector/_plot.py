@@ -9,10 +9,13 @@ from typing import Any
 import numpy as np
 
 from ._frames import PVSelection, TimeLike, require, select
+from ._recorder import is_gap
 from ._recording import RecordedPV
 from ._sources import Source, describe, recording_of
 
 NO_UNITS = "(no units)"
+MARKER_TIME_NS = 1000
+"""An event is that of a gap marker row within this many ns (its time is kept as a float)."""
 
 
 def plottable(pv: RecordedPV) -> bool:
@@ -22,14 +25,21 @@ def plottable(pv: RecordedPV) -> bool:
 
 
 def with_gaps(pv: RecordedPV) -> tuple[np.ndarray, np.ndarray]:
-    """`pv`'s times (ns, in time order) and values as float64, with a NaN at every
-    ``disconnected`` event that falls between two samples, so a line is not drawn across the
-    time the source was gone (or recording was stopped). Event times come from the
-    collector's clock, sample times from the source's."""
+    """`pv`'s times (ns, in time order) and values as float64, NaN at every gap marker row
+    (see collector.md, "Gaps in the data": live collectors and files alike have them) and at
+    every ``disconnected`` event that falls between two samples (recordings that only have the
+    events: older files, a stopped recording), so a line is not drawn across the time the
+    source was gone. Event times come from the collector's clock, sample times from the source's."""
     times = pv.columns["time_ns"]
     order = np.argsort(times, kind="stable")
     times, values = times[order], pv.columns["value"][order].astype(np.float64)
+    markers = np.zeros(0, np.int64)
+    if "severity" in pv.columns and "status" in pv.columns:
+        gap = is_gap({name: pv.columns[name][order] for name in ("severity", "status")})
+        values[gap], markers = np.nan, times[gap]
     breaks = np.array([round(e.time * 1e9) for e in pv.events if e.kind == "disconnected"], dtype=np.int64)
+    if len(markers) and len(breaks):  # an event with its marker row (same time) breaks the line once
+        breaks = breaks[np.abs(breaks[:, None] - markers[None, :]).min(axis=1) > MARKER_TIME_NS]
     at = np.searchsorted(times, breaks, side="right")
     inside = (at > 0) & (at < len(times))
     return np.insert(times, at[inside], breaks[inside]), np.insert(values, at[inside], np.nan)

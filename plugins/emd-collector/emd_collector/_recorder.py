@@ -27,7 +27,18 @@ DTYPES = {"?": np.bool_, "b": np.int8, "B": np.uint8, "h": np.int16, "H": np.uin
           "f": np.float32, "d": np.float64, "s": np.object_}
 AGGREGATES = {"mean": np.mean, "min": np.min, "max": np.max, "last": lambda values: values[-1]}
 COUNTERS = ("received", "stored", "dropped", "filtered", "gaps", "disconnects",
-            "type_changes", "rejected", "time_reversals")
+            "type_changes", "rejected", "time_reversals", "stalls")
+GAP_SEVERITY = 3
+"""Alarm severity of a gap marker row: INVALID, as EPICS marks data nobody can vouch for."""
+GAP_STATUS = 7
+"""Alarm status of a gap marker row: CLIENT, the Normative Types' status for a condition the
+client (here the collector) found, not the source. A marker row says: from this row's time to
+the next row's, this PV's data is missing (disconnected or stale); its event has the same time."""
+
+
+def is_gap(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Which rows of recorded columns are gap markers, as a boolean array."""
+    return (np.asarray(columns["severity"]) == GAP_SEVERITY) & (np.asarray(columns["status"]) == GAP_STATUS)
 
 
 @dataclass
@@ -108,6 +119,9 @@ class PVRecorder:
         self.connected = False
         self.version = 0  # changes whenever stored data or counters change
         self.subscription: Any = None
+        self.stale_after = 0.0  # seconds; 0: never stale
+        self.stale = False  # connected, but no update for stale_after s
+        self._last_arrival = 0.0  # time.monotonic() of the last update
         self._last_time = 0  # ns since the epoch
         self._last_tag = 0
         self._last_stored: float | None = None
@@ -150,9 +164,13 @@ class PVRecorder:
 
     def _record(self, update: Value) -> None:
         self.counters["received"] += 1
+        self._last_arrival = time.monotonic()
         if not self.connected:
             self.connected = True
             self._event("connected")
+        if self.stale:
+            self.stale = False
+            self._event("fresh", "updates again")
         value = update["value"]
         if type(value) is not self._py_type or (
             self.kind and self.kind.kind == "waveform" and getattr(value, "dtype", self.kind.dtype) != self.kind.dtype
@@ -266,14 +284,48 @@ class PVRecorder:
             if self.events.maxlen != max_events:
                 self.events = deque(self.events, maxlen=max_events)
 
+    def check_stale(self, now: float) -> bool:
+        """Mark the PV stale, with a gap marker row, when it is connected but has had no update
+        for `stale_after` s (a frozen IOC looks connected until the connection times out);
+        True if it became stale now. `now`: time.monotonic(). The next update clears it."""
+        if self.stale_after <= 0 or self.stale or not self.connected \
+                or now - self._last_arrival < self.stale_after:
+            return False
+        self.stale = True
+        self.counters["stalls"] += 1
+        self._mark_gap("stale", f"no update for {self.stale_after:g} s")
+        return True
+
     def _on_exception(self, exc: Exception) -> None:
         if isinstance(exc, Disconnected):
             if self.connected:
                 self.counters["disconnects"] += 1
-                self._event("disconnected")
+                self._mark_gap("disconnected")
             self.connected = False
+            self.stale = False
         elif isinstance(exc, (RemoteError, Finished)):
             self._event("error", str(exc) or type(exc).__name__)
+
+    def _mark_gap(self, kind: str, message: str = "") -> None:
+        """Store a gap marker row (see GAP_STATUS) and the event saying why, at the same time.
+        Its value is NaN for floating-point PVs, 0, "" or an empty waveform otherwise. It does
+        not count as stored, and later timestamps are compared with the last update's, not the
+        marker's (a reconnect's first update may carry an older timestamp)."""
+        now_ns = time.time_ns()
+        with self.lock:
+            self.events.append(Event(now_ns / 1e9, kind, message))
+            if self.buffer is not None and self.kind is not None:
+                if not self.buffer.append(self._gap_value(self.kind), now_ns, GAP_SEVERITY, GAP_STATUS):
+                    self.counters["dropped"] += 1
+            self.version += 1
+
+    @staticmethod
+    def _gap_value(kind: PVKind) -> Any:
+        if kind.kind == "waveform":
+            return np.zeros(0, kind.dtype)
+        if kind.kind == "string":
+            return ""
+        return math.nan if kind.dtype.kind == "f" else 0
 
     def _event(self, kind: str, message: str = "") -> None:
         with self.lock:
@@ -316,6 +368,7 @@ class PVRecorder:
             self.choices, self.units = [], ""
             self.events.clear()
             self.counters = dict.fromkeys(COUNTERS, 0)
+            self.stale = False
             self._pending.clear()
             self._last_stored = None
             self.version += 1

@@ -278,7 +278,11 @@ def test_type_change_mid_recording_keeps_what_was_recorded(prefix, sources, run_
     wait_until(lambda: client.status(name)["stored"] == 3, 10, "numeric value kept")
     pv_status = client.status(name)
     assert pv_status["rejected"] == 1 and pv_status["type_changes"] == 2
-    assert list(client.data(name)["value"]) == [0.0, 1.0, 7.0]
+    # a retype closes the source PV: each reconnection left a gap marker (INVALID, NaN)
+    columns = client.data(name)
+    values = columns["value"][columns["severity"] != 3]
+    assert list(values) == [0.0, 1.0, 7.0] and pv_status["disconnects"] == 2
+    assert np.isnan(columns["value"][columns["severity"] == 3]).sum() == 2
 
 
 def test_timestamps_going_backwards_are_kept_and_counted(prefix, sources, run_device):
@@ -550,7 +554,9 @@ def test_updates_that_do_not_fit_are_rejected_never_fatal(prefix, sources, run_d
     data = client.data(wave)
     assert data["value"].shape == (2, 6) and list(data["length"]) == [4, 6]
     assert list(data["value"][1]) == [0, 1, 2, 3, 4, 5] and list(data["value"][0]) == [0, 0, 0, 0, 0, 0]
-    assert list(client.data(small)["value"]) == [0]  # nothing half-stored
+    small_data = client.data(small)  # each retype closed the source: a gap marker (INVALID) each
+    assert list(small_data["value"][small_data["severity"] != 3]) == [0]  # nothing half-stored
+    assert list(small_data["severity"]) == [0, 3, 3]
     assert client.state is emd.DeviceState.running
     sources.post("waveform", np.arange(2.0))
     wait_until(lambda: client.status(wave)["stored"] == 3, 10, "still recording")

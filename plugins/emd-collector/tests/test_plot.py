@@ -104,10 +104,12 @@ def test_lines_break_where_the_ioc_was_gone(monkeypatch, prefix, run_device, tmp
             # since the restart can send an old timestamp first: it sorts before the break.)
             recorded = read_recording(tmp_path / export).pvs[angle].columns["time_ns"]
             last_before = recorded[:before].max()
-            first_after = recorded[before:][recorded[before:] > last_before].min()
+            after = recorded[before + 1:]  # row `before` is the gap marker itself
+            first_after = after[after > last_before].min()
             assert last_before < times[gaps[0]] < first_after
-        # the frames hold the data only: no NaN rows
-        assert not client.to_pandas(angle)["value"].isna().any()
+        # the frame has the gap marker: one NaN row, INVALID
+        frame = client.to_pandas(angle)
+        assert list(frame["severity"][frame["value"].isna()]) == [3]
         client.disconnect()
 
 
