@@ -17,10 +17,10 @@ from p4p import Type, Value
 from p4p.client.thread import Context, Subscription
 from p4p.nt import NTScalar
 from p4p.server import Server, StaticProvider
-from p4p.util import ThreadedWorkQueue
 
 from ._access import CONTROL_GROUP, DEFAULT_GROUP, AccessPolicy
 from ._access_provider import GuardedProvider
+from ._handler_queue import HandlerQueue
 from ._host import HostSettings
 from ._config import (
     ConfigField,
@@ -154,8 +154,11 @@ class MetaDevice(metaclass=_ServeAfterInit):
         )
         self._providers: list[Any] = [self._provider]
         # Handlers of this device run on its own queue: one at a time, and never on p4p's shared
-        # queues, where a blocking client call could deadlock (see P4P notes).
-        self._queue = ThreadedWorkQueue(name=f"emd:{prefix}", maxsize=0, daemon=True)
+        # queues, where a blocking client call could deadlock (see P4P notes). Bounded: a flood
+        # is refused as busy. CLOSE (and a factory's DELETE) run on a queue of their own, so
+        # they never wait behind queued work.
+        self._queue = HandlerQueue(f"emd:{prefix}", self.log)
+        self._urgent_queue = HandlerQueue(f"emd:{prefix}:urgent", self.log)
         self._started_at = datetime.datetime.now(datetime.timezone.utc)
 
         self._type_pv = self.add_pv("TYPE", self.device_type or type(self).__name__)
@@ -171,7 +174,8 @@ class MetaDevice(metaclass=_ServeAfterInit):
         self._config_field_pvs = {field.name: self._add_config_field(field) for field in self._config_fields}
         self._info_pv = self.add_pv("INFO", self._info(), type=INFO_TYPE)
         self._enable_pv = self.add_pv("ENABLE", False, on_put=self.set_enabled, access_group=CONTROL_GROUP)
-        self._close_pv = self.add_pv("CLOSE", False, on_put=self._put_close, access_group=CONTROL_GROUP)
+        self._close_pv = self.add_pv("CLOSE", False, on_put=self._put_close, access_group=CONTROL_GROUP,
+                                     urgent=True)
         self._heartbeat_pv = self.add_pv("HEARTBEAT", 0)
         self._beats = 0
         self._beat_queued = False
@@ -205,6 +209,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
         nt: Any = None,
         on_rpc: Callable[[Value], Any] | None = None,
         access_group: str = DEFAULT_GROUP,
+        urgent: bool = False,
     ) -> DevicePV:
         """Serve ``PREFIX:name``. The PV type follows `initial` (float, int, bool, str, list,
         NumPy array), is an NTEnum when `choices` are given, a structure with ``type=``, or
@@ -218,13 +223,18 @@ class MetaDevice(metaclass=_ServeAfterInit):
         `access_group` is the access security group (ASG) whose rules decide who may read, put
         and call the PV when the device runs with an ACF; a group the file does not define
         falls back to DEFAULT. Controls that change what the device does belong in CONTROL.
+
+        `urgent`: handle puts on a second queue that never waits behind the device's queued
+        work (for puts that end work, such as CLOSE); its handler may run while another one
+        does, so it must take the device's lock for what it changes.
         """
         full_name = f"{self.prefix}:{name}"
         if full_name in self._pvs:
             raise DeviceError(f"{full_name} is already served by this device")
         pv = DevicePV(
             self, full_name, initial, on_put=on_put, writable=writable, type=type,
-            choices=choices, nt=nt, on_rpc=on_rpc, queue=self._queue, access_group=access_group,
+            choices=choices, nt=nt, on_rpc=on_rpc, queue=self._urgent_queue if urgent else self._queue,
+            access_group=access_group,
         )
         self._pvs[full_name] = pv
         if isinstance(self._provider, GuardedProvider):
@@ -421,6 +431,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
                 pv.close()
             raise
         self._queue.start()
+        self._urgent_queue.start()
         self._server = Server(providers=self._providers, conf=self._server_conf, useenv=True)
         threading.Thread(target=self._beat_while_serving, name=f"heartbeat:{self.prefix}", daemon=True).start()
         self.log.info("serving %s (pid %d)", self.device_type, os.getpid())
@@ -569,6 +580,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
             self.log.info("closed")
 
     def _teardown_after_reply(self) -> None:
+        self._urgent_queue.sync(timeout=5.0)  # CLOSE's own reply first (it runs on this queue)
         self._queue.sync(timeout=5.0)
         self._teardown()
 
@@ -589,8 +601,9 @@ class MetaDevice(metaclass=_ServeAfterInit):
             for pv in self._pvs.values():
                 pv.close()
             self._closed.set()
-        if threading.current_thread() not in self._queue._T:
-            self._queue.stop()
+        for queue in (self._queue, self._urgent_queue):
+            if threading.current_thread() not in queue._T:
+                queue.stop()
 
 
 def handle_signals(device: MetaDevice) -> None:

@@ -113,7 +113,7 @@ class DeviceFactory(MetaDevice):
         self.create_pv = self.add_pv("CREATE", {}, type=CREATE_TYPE, on_put=self._on_create,
                                      access_group=FACTORY_GROUP)
         self.delete_pv = self.add_pv("DELETE", {}, type=DELETE_TYPE, on_put=self._on_delete,
-                                     access_group=FACTORY_GROUP)
+                                     access_group=FACTORY_GROUP, urgent=True)  # never behind queued CREATEs
         self.devices_pv = self.add_pv("DEVICES", [], nt=DEVICES_TABLE)
         self.devicetypes_pv = self.add_pv("DEVICETYPES", self.creatable_types(), nt=NTScalar("as"))
         if self.access is None:

@@ -133,7 +133,7 @@ class CollectorClient(emd.DeviceClient):
         given; `options` go to the exporter); returns the file it wrote."""
         self.put("EXPORT", {"path": path, "format": format, "options": json.dumps(options) if options else ""},
                  timeout=timeout)
-        return self.get_pv("EXPORT")["path"]
+        return self.get_pv("EXPORT_STATUS")["path"]
 
     def to_hdf(self, path: str, timeout: float = 300.0, **options: Any) -> str:
         """Export as NeXus/HDF5 (needs the emd-hdf5 plugin where the collector runs)."""

@@ -8,6 +8,7 @@ import queue
 import re
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,15 @@ PV_NAME = re.compile(r"^[A-Za-z0-9_\-+:\[\]<>;.{}$]+$")
 MAX_SAMPLES_LIMIT = 100_000_000
 MAX_HISTORY = 100_000  # a structure array this long takes ~0.1 s to build and to get; columns scale
 SCALAR_SAMPLE_BYTES = sample_bytes("float64")  # 20: value 8 + time_ns 8 + severity 2 + status 2
+MAX_INPUT_PVS = 20_000
+"""PVs one collector records at most (its CONFIG is refused beyond): bounds what one put costs."""
+MAX_ANNOTATIONS = 100_000
+"""The host's ceiling of max_annotations."""
+MAX_ANNOTATION_KEY, MAX_ANNOTATION_VALUE = 128, 4096
+"""Characters of an annotation's key and value at most."""
+MAX_EXPORTS = 4
+"""EXPORTs running or waiting at once (two run together); more are refused as busy: each holds
+a copy of the recording in memory."""
 DRAIN_DELAY = 0.02  # s the drain thread lets updates gather (see _drain_loop)
 
 TOTALS_TYPE = Type(
@@ -41,6 +51,8 @@ TOTALS_TYPE = Type(
     id="emd:collector:status:1.0",
 )
 EXPORT_TYPE = Type([("path", "s"), ("format", "s"), ("options", "s")], id="emd:collector:export:1.0")
+EXPORT_STATUS_TYPE = Type([("path", "s"), ("format", "s"), ("options", "s"), ("samples", "L"), ("time", "d")],
+                          id="emd:collector:export_status:1.0")
 """EXPORT: ``options`` is JSON text of the exporter's options, e.g. '{"compression": "lzf"}'."""
 UPLOAD_TYPE = Type([("path", "s"), ("target", "s"), ("options", "s")], id="emd:collector:upload:1.0")
 UPLOAD_STATUS_TYPE = Type(
@@ -75,6 +87,8 @@ class CollectorConfig:
     the host's ceiling (--max-memory-mb, EMD_MAX_MEMORY_MB)."""
     max_events: int = 1000
     """Connection events kept per PV, the newest (1 to 100,000); the counters count all."""
+    max_annotations: int = 10_000
+    """Annotations kept at most (1 to 100,000); ANNOTATE is refused beyond, until CLEAR."""
     decimate: int = 1
     """N-to-1 decimation of numeric scalars (1: off), as the EPICS compress record."""
     decimate_mode: str = "mean"
@@ -100,10 +114,13 @@ class CollectorConfig:
 
     def __post_init__(self) -> None:
         names = self.input_pvs
+        if len(names) > MAX_INPUT_PVS:  # before any per-name work: a huge list costs nothing more
+            raise ValueError(f"input_pvs: {len(names)} PVs, more than the {MAX_INPUT_PVS} one collector records")
         bad = [name for name in names if not PV_NAME.match(name)]
         if bad:
-            raise ValueError(f"invalid input PV name(s) {', '.join(map(repr, bad))}")
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+            raise ValueError(f"invalid input PV name(s) {', '.join(map(repr, bad[:10]))}"
+                             + (f" and {len(bad) - 10} more" if len(bad) > 10 else ""))
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)  # linear
         if duplicates:
             raise ValueError(f"duplicate input PV(s) {', '.join(duplicates)}")
         if not 1 <= self.max_samples <= MAX_SAMPLES_LIMIT:
@@ -127,6 +144,8 @@ class CollectorConfig:
                              "(the columns, TABLE and HISTORY hold every sample)")
         if not 1 <= self.max_events <= 100_000:
             raise ValueError(f"max_events must be between 1 and 100000, got {self.max_events}")
+        if not 1 <= self.max_annotations <= MAX_ANNOTATIONS:
+            raise ValueError(f"max_annotations must be between 1 and {MAX_ANNOTATIONS}, got {self.max_annotations}")
         if not 4 <= self.queue_size <= 1_000_000:
             raise ValueError(f"queue_size must be between 4 and 1000000, got {self.queue_size}")
         Processing(self.decimate, self.decimate_mode, self.deadband)  # raises on bad settings
@@ -191,7 +210,12 @@ class Collector(emd.MetaDevice):
         self.add_provider(DynamicProvider(f"emd:{prefix}:outputs", self.outputs))
         self.status_pv = self.add_pv("STATUS", self._totals(), type=TOTALS_TYPE)
         self.clear_pv = self.add_pv("CLEAR", False, on_put=self._on_clear, access_group=emd.CONTROL_GROUP)
+        # Command PVs keep no request (a read-modify-write client must not resend an old one):
+        # what an EXPORT wrote goes to EXPORT_STATUS.
         self.export_pv = self.add_pv("EXPORT", {}, type=EXPORT_TYPE, on_put=self._on_export)
+        self.export_status_pv = self.add_pv("EXPORT_STATUS", {}, type=EXPORT_STATUS_TYPE)
+        self._exports = threading.BoundedSemaphore(MAX_EXPORTS)
+        self._annotations_changed = False
         self.upload_pv = self.add_pv("UPLOAD", {}, type=UPLOAD_TYPE, on_put=self._on_upload)
         self.upload_status_pv = self.add_pv("UPLOAD_STATUS", {"state": "idle"}, type=UPLOAD_STATUS_TYPE)
         self.annotate_pv = self.add_pv("ANNOTATE", {}, type=ANNOTATE_TYPE, on_put=self._on_annotate)
@@ -300,6 +324,9 @@ class Collector(emd.MetaDevice):
                 self.log.exception("publishing failed")
 
     def _publish(self) -> None:
+        if self._annotations_changed:
+            self._annotations_changed = False
+            self.annotations_pv.post([asdict(a) for a in list(self.annotations)])
         now = time.monotonic()
         for recorder in list(self.recorders.values()):
             if recorder.check_stale(now):
@@ -333,11 +360,19 @@ class Collector(emd.MetaDevice):
         self.log.info("cleared")
 
     def _on_annotate(self, request: Value) -> None:
-        key = request["key"].strip()
+        """Keep the annotation; ANNOTATIONS shows it at the next publish_period (posting the
+        whole table on every put would make each put cost more than the one before)."""
+        key, value = request["key"].strip(), request["value"]
         if not key:
             raise emd.DeviceError("ANNOTATE needs a key")
-        self.annotations.append(Annotation(request["time"] or time.time(), key, request["value"]))
-        self.annotations_pv.post([asdict(a) for a in self.annotations])
+        if len(key) > MAX_ANNOTATION_KEY or len(value) > MAX_ANNOTATION_VALUE:
+            raise emd.DeviceError(f"ANNOTATE: a key has at most {MAX_ANNOTATION_KEY} characters and a value "
+                                  f"at most {MAX_ANNOTATION_VALUE} (got {len(key)} and {len(value)})")
+        if len(self.annotations) >= self.config.max_annotations:
+            raise emd.DeviceError(f"ANNOTATE: {len(self.annotations)} annotations already, the most this collector "
+                                  "keeps (max_annotations); CLEAR starts again")
+        self.annotations.append(Annotation(request["time"] or time.time(), key, value))
+        self._annotations_changed = True
 
     def _on_history(self, arguments: Value) -> Value:
         fields = arguments["query"] if "query" in arguments.keys() else arguments  # NTURI or plain
@@ -365,10 +400,18 @@ class Collector(emd.MetaDevice):
         exporter = self.exporter_for(request["format"].strip(), path)
         text = request["options"].strip()
         options = emd.config_from_json(text, "EXPORT options") if text else {}
-        recording = self.recording()
-        if recording.samples == 0:
-            raise emd.DeviceError(f"{self.prefix} has recorded nothing yet: nothing to export")
-        return self._workers.submit(self.export, exporter, recording, path, options)
+        if not self._exports.acquire(blocking=False):
+            raise emd.DeviceError(f"busy: {MAX_EXPORTS} EXPORTs are running or waiting; try again when one is done")
+        try:
+            recording = self.recording()
+            if recording.samples == 0:
+                raise emd.DeviceError(f"{self.prefix} has recorded nothing yet: nothing to export")
+            done = self._workers.submit(self.export, exporter, recording, path, options)
+        except BaseException:
+            self._exports.release()
+            raise
+        done.add_done_callback(lambda _: self._exports.release())
+        return done
 
     def export(self, exporter: Any, recording: Recording, path: Path, options: dict[str, Any]) -> None:
         """Write `recording` with `exporter`; DeviceError with the reason if it cannot."""
@@ -378,7 +421,8 @@ class Collector(emd.MetaDevice):
             raise emd.DeviceError(f"cannot write {path}: {exc.strerror or exc}") from None
         except ValueError as exc:
             raise emd.DeviceError(f"{exporter.name} export: {exc}") from None
-        self.export_pv.post({"path": str(path), "format": exporter.name, "options": json.dumps(options)})
+        self.export_status_pv.post({"path": str(path), "format": exporter.name, "options": json.dumps(options),
+                                    "samples": recording.samples, "time": time.time()})
         self.log.info("exported %d samples to %s", recording.samples, path)
 
     def _on_upload(self, request: Value) -> None:

@@ -344,7 +344,7 @@ def test_annotations_and_export_round_trip(prefix, sources, run_device, tmp_path
     wait_until(lambda: client.status(name)["stored"] == 4, 10, "stored")
     client.annotate("sample", "Pt(111)")
     client.annotate("operator", "ada", at=1_800_000_000.0)
-    assert list(client.get_pv("ANNOTATIONS").value.key) == ["sample", "operator"]
+    wait_until(lambda: list(client.get_pv("ANNOTATIONS").value.key) == ["sample", "operator"], 5, "ANNOTATIONS")
     written = client.export("runs/first.npz")
     assert written == str(tmp_path / "runs" / "first.npz")
     exported = load_npz(tmp_path / "runs" / "first.npz")
