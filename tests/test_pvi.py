@@ -44,7 +44,8 @@ def test_any_device_connects_with_typed_signals(prefix, ctxt, run_device):
     pvi = ctxt.get(f"{prefix}:PVI")["value"].todict()
     assert pvi["state"] == {"r": f"{prefix}:STATE"} and pvi["enable"] == {"rw": f"{prefix}:ENABLE"}
     assert pvi["config"] == {"d": f"{prefix}:CONFIG:PVI"} and pvi["cmd"] == {"rw": f"{prefix}:CMD"}
-    assert not {"info", "pvi"} & set(pvi)  # plain structures: ophyd-async cannot read them
+    assert "pvi" not in set(pvi)  # a plain structure: ophyd-async cannot read it
+    assert pvi["info"] == {"d": f"{prefix}:INFO:PVI"}  # INFO field by field (nt_fields)
     fields = ctxt.get(f"{prefix}:CONFIG:PVI")["value"].todict()
     assert list(fields) == ["name_", "gain", "count", "enabled_channels", "weights", "strict", "watch",
                             "fail_configure", "fail_start"]
@@ -178,6 +179,39 @@ def test_collector_pvi_follows_its_input_pvs(prefix, ctxt, run_device):
         names, table = with_device(prefix, read_new_table)
         assert names == [f"out_{source}_src_double_table", f"out_{source}_src_int32_table"]
         assert table is not None
+    finally:
+        sources.stop()
+
+
+def test_status_info_and_export_field_by_field_in_a_plan_s_terms(prefix, ctxt, run_device, tmp_path):
+    """Structures a plan or a screen needs (INFO, a collector's STATUS, EXPORT_STATUS) are also
+    served field by field as NT PVs, and EXPORT as a put-to-execute PV: ophyd-async reads
+    device.status.received and exports with device.export_path.set(...), no RPC, no glue."""
+    sources = SourcePVs(prefix)
+    try:
+        client = run_device("collect.Collector", f"{prefix}:coll", env={**PLUGINS, "EMD_DATA_ROOT": str(tmp_path)},
+                            config={"input_pvs": [sources.name("double")], "publish_period": 0.1})
+        client.enable()
+
+        async def use(device: Device) -> dict[str, Any]:
+            for _ in range(100):  # STATUS is posted every publish_period
+                if await device.status.received.get_value() >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            await device.export_path.set("run.npz")  # completes when the file is written
+            return {"received": await device.status.received.get_value(), "pid": await device.info.pid.get_value(),
+                    "last_error": await device.info.last_error.get_value(),
+                    "path": await device.export_status.path.get_value(),
+                    "samples": await device.export_status.samples.get_value(),
+                    "upload": await device.upload_status.state.get_value()}
+
+        values = with_device(f"{prefix}:coll", use)
+        assert values["received"] >= 1 and values["pid"] == client.info["pid"] and values["last_error"] == ""
+        assert values["path"] == str(tmp_path / "run.npz") and values["samples"] >= 1 and values["upload"] == "idle"
+        assert (tmp_path / "run.npz").is_file()
+        assert ctxt.get(f"{prefix}:coll:EXPORT:path")["value"] == ""  # a put-to-execute PV keeps no request
+        with pytest.raises(Exception, match="a path is needed"):
+            ctxt.put(f"{prefix}:coll:EXPORT:path", "", timeout=5)
     finally:
         sources.stop()
 

@@ -43,6 +43,9 @@ MAX_PREFIX_LENGTH = 200
 HEARTBEAT_PERIOD = 1.0
 """Seconds between increments of a device's HEARTBEAT counter."""
 
+NT_SCALAR_CODES = "?bBhHiIlLfds"
+"""PVAccess type codes an NTScalar (or, with "a", an NTScalarArray) holds: the fields of a
+structure that ``add_pv(nt_fields=True)`` serves on their own."""
 INFO_TYPE = Type(
     [
         ("description", "s"),
@@ -147,6 +150,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
         self._client_context: Context | None = None
         self._subscriptions: list[Subscription] = []
         self._pvs: dict[str, DevicePV] = {}
+        self._nt_groups: list[str] = []  # structure PVs served field by field too (nt_fields)
         self._pvi_pvs: dict[str, DevicePV] = {}  # PVI and CONFIG:PVI, made in _serve
         self._provider: StaticProvider | GuardedProvider = (
             StaticProvider(f"emd:{prefix}") if self.access is None
@@ -172,7 +176,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
         # each field also as its own NT PV (CONFIG:<field>), for ophyd-async and screens
         self._config_fields = config_fields(self.Config)
         self._config_field_pvs = {field.name: self._add_config_field(field) for field in self._config_fields}
-        self._info_pv = self.add_pv("INFO", self._info(), type=INFO_TYPE)
+        self._info_pv = self.add_pv("INFO", self._info(), type=INFO_TYPE, nt_fields=True)
         self._enable_pv = self.add_pv("ENABLE", False, on_put=self.set_enabled, access_group=CONTROL_GROUP)
         self._close_pv = self.add_pv("CLOSE", False, on_put=self._put_close, access_group=CONTROL_GROUP,
                                      urgent=True)
@@ -210,6 +214,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
         on_rpc: Callable[[Value], Any] | None = None,
         access_group: str = DEFAULT_GROUP,
         urgent: bool = False,
+        nt_fields: bool = False,
     ) -> DevicePV:
         """Serve ``PREFIX:name``. The PV type follows `initial` (float, int, bool, str, list,
         NumPy array), is an NTEnum when `choices` are given, a structure with ``type=``, or
@@ -227,6 +232,11 @@ class MetaDevice(metaclass=_ServeAfterInit):
         `urgent`: handle puts on a second queue that never waits behind the device's queued
         work (for puts that end work, such as CLOSE); its handler may run while another one
         does, so it must take the device's lock for what it changes.
+
+        `nt_fields` (a structure PV, ``type=``): also serve each of its scalar and array fields
+        as a read-only Normative Type PV ``PREFIX:<name>:<field>``, posted whenever the structure
+        is, for clients that read only Normative Types (ophyd-async, screens). PVI lists them in
+        a group of their own, so ophyd-async shows ``device.<name>.<field>``.
         """
         full_name = f"{self.prefix}:{name}"
         if full_name in self._pvs:
@@ -241,6 +251,16 @@ class MetaDevice(metaclass=_ServeAfterInit):
             self._provider.add(full_name, pv._pv, access_group)
         else:
             self._provider.add(full_name, pv._pv)
+        if nt_fields and type is not None:
+            if self._pvi_pvs:
+                raise DeviceError(f"{full_name}: nt_fields PVs are added before the device serves")
+            self._nt_groups.append(name)
+            current = pv.value
+            pv.field_pvs = {
+                field: self.add_pv(f"{name}:{field}", current[field], nt=NTScalar(code), access_group=access_group)
+                for field, code in ((f, type[f]) for f in type.keys())
+                if isinstance(code, str) and len(code.lstrip("a")) == 1 and code.lstrip("a") in NT_SCALAR_CODES
+            }
         self.refresh_pvi()
         return pv
 
@@ -271,7 +291,8 @@ class MetaDevice(metaclass=_ServeAfterInit):
         # PVI lists the NT PVs (PVI PVs themselves are structures, so never listed)
         modes = {name[start:]: pv.access_mode for name, pv in self._pvs.items() if pv.access_mode}
         modes.update(self.pvi_extra())
-        return device_pvi(self.prefix, modes, groups=("CONFIG",), description=self._info()["description"])
+        return device_pvi(self.prefix, modes, groups=("CONFIG", *self._nt_groups),
+                          description=self._info()["description"])
 
     def _add_config_field(self, field: ConfigField) -> DevicePV:
         """Serve ``CONFIG:<field>``: a put is a CONFIG put of that one field (same validation,

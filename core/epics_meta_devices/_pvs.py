@@ -103,6 +103,8 @@ class DevicePV:
         self._type = type
         self._pv = SharedPV(handler=self, queue=queue)
         self._pv.open(self._wrap(initial, None))
+        self.field_pvs: dict[str, DevicePV] = {}
+        """Of a structure PV: its fields served as NT PVs (``add_pv(nt_fields=True)``)."""
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -129,7 +131,11 @@ class DevicePV:
     def post(self, value: Any, timestamp: float | None = None, **kws: Any) -> None:
         """Publish a new value (stamped now unless `timestamp` is given). Extra keywords go to
         the Normative Type wrapper, e.g. ``severity=2, message='...'``."""
-        self._pv.post(self._wrap(value, timestamp, **kws))
+        wrapped = self._wrap(value, timestamp, **kws)
+        self._pv.post(wrapped)
+        for field, pv in self.field_pvs.items():
+            if wrapped.changed(field):
+                pv.post(wrapped[field], timestamp)
 
     @property
     def value(self) -> Any:

@@ -208,16 +208,19 @@ class Collector(emd.MetaDevice):
         self._spool_cursors: dict[str, tuple[int, int]] = {}  # kept, so enabling again continues the file
         self.outputs = OutputPVs(self)
         self.add_provider(DynamicProvider(f"emd:{prefix}:outputs", self.outputs))
-        self.status_pv = self.add_pv("STATUS", self._totals(), type=TOTALS_TYPE)
+        self.status_pv = self.add_pv("STATUS", self._totals(), type=TOTALS_TYPE, nt_fields=True)
         self.clear_pv = self.add_pv("CLEAR", False, on_put=self._on_clear, access_group=emd.CONTROL_GROUP)
         # Command PVs keep no request (a read-modify-write client must not resend an old one):
         # what an EXPORT wrote goes to EXPORT_STATUS.
         self.export_pv = self.add_pv("EXPORT", {}, type=EXPORT_TYPE, on_put=self._on_export)
-        self.export_status_pv = self.add_pv("EXPORT_STATUS", {}, type=EXPORT_STATUS_TYPE)
+        self.export_status_pv = self.add_pv("EXPORT_STATUS", {}, type=EXPORT_STATUS_TYPE, nt_fields=True)
+        # the same as a put-to-execute NT PV (ophyd-async, screens): a put of a path exports to it
+        self.add_pv("EXPORT:path", "", on_put=lambda path: self._on_export(Value(EXPORT_TYPE, {"path": path})))
         self._exports = threading.BoundedSemaphore(MAX_EXPORTS)
         self._annotations_changed = False
         self.upload_pv = self.add_pv("UPLOAD", {}, type=UPLOAD_TYPE, on_put=self._on_upload)
-        self.upload_status_pv = self.add_pv("UPLOAD_STATUS", {"state": "idle"}, type=UPLOAD_STATUS_TYPE)
+        self.upload_status_pv = self.add_pv("UPLOAD_STATUS", {"state": "idle"}, type=UPLOAD_STATUS_TYPE,
+                                            nt_fields=True)
         self.annotate_pv = self.add_pv("ANNOTATE", {}, type=ANNOTATE_TYPE, on_put=self._on_annotate)
         self.annotations_pv = self.add_pv("ANNOTATIONS", [], nt=ANNOTATIONS_TABLE)
         self.history_pv = self.add_pv("HISTORY", {}, type=Type([]), on_rpc=self._on_history)

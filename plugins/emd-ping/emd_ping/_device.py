@@ -37,7 +37,7 @@ class Ping(emd.MetaDevice):
         super().__init__(prefix, **kwargs)
         self.count = 0
         self.ping_pv = self.add_pv("PING", {}, type=PING_TYPE, on_put=self.on_ping_put)
-        self.pong_pv = self.add_pv("PONG", {}, type=PONG_TYPE)
+        self.pong_pv = self.add_pv("PONG", {}, type=PONG_TYPE, nt_fields=True)
         self.count_pv = self.add_pv("COUNT", 0)
 
     def on_ping_put(self, value: Any) -> None:
