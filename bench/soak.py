@@ -63,11 +63,11 @@ def look(pid: int) -> tuple[float, float, int]:
 
 
 def spool_status(collector: Any) -> dict[str, Any]:
-    """The collector's SPOOL PV, {} where this collector has none."""
-    try:
-        return collector.get_pv("SPOOL").todict()
-    except Exception:
-        return {}
+    """The collector's spool counts (SPOOL:rows_lost, ...) and SPOOL's alarm severity."""
+    status = {name: collector.get_pv(f"SPOOL:{name}")["value"]
+              for name in ("rows_spooled", "rows_pending", "rows_lost", "failures")}
+    status["severity"] = collector.get_pv("SPOOL")["alarm.severity"]
+    return status
 
 
 class Cycler(threading.Thread):
@@ -153,7 +153,7 @@ def report(samples: list[Sample], wrap_after: float, cycles: int, updates: list[
     cpu_first = (second.collector[1] - base.collector[1]) / (second.at - base.at)
     cpu_last = (last.collector[1] - samples[-2].collector[1]) / (last.at - samples[-2].at)
     status = last.status
-    lost = status["gaps"] + status["disconnects"] + int(spool.get("rows_lost", 0))
+    lost = status["gaps"] + status["disconnects"] + int(spool["rows_lost"])
     checks = {
         f"collector RSS {base.collector[0]:.1f} -> {last.collector[0]:.1f} MB: {rss:.2f}x (<= {RSS_TARGET}x)":
             rss <= RSS_TARGET,
@@ -165,7 +165,8 @@ def report(samples: list[Sample], wrap_after: float, cycles: int, updates: list[
         and last.factory[0] <= RSS_TARGET * base.factory[0],
         f"{len(updates)} monitoring clients, fewest updates received {min(updates)}": min(updates) > 0,
         f"lost: gaps {status['gaps']}, disconnects {status['disconnects']}, spool rows lost "
-        f"{spool.get('rows_lost', 'n/a')}": lost == 0,
+        f"{spool['rows_lost']} (spooled {spool['rows_spooled']:,}, SPOOL severity {spool['severity']})":
+            lost == 0 and spool["severity"] == 0,
     }
     summary = [f"soak: {samples[-1].at / 60:.1f} min, {len(updates)} monitoring clients, baseline at {base.at:.0f} s "
                "(rings wrapped)"] + [f"{'ok' if ok else 'MISSED'}: {line}" for line, ok in checks.items()]

@@ -396,6 +396,14 @@ class MetaDevice(metaclass=_ServeAfterInit):
             self._info_pv.post(self._info())
             self.state = DeviceState.error
 
+    def show_problem(self, message: str) -> None:
+        """Show `message` in INFO.last_error without leaving the current state: for a problem
+        the device works through (a spool file it cannot write while it records on in memory).
+        The next accepted CONFIG clears it, as it clears an error."""
+        with self._lock:
+            self._last_error = message
+            self._info_pv.post(self._info())
+
     @property
     def state(self) -> DeviceState:
         return self._state

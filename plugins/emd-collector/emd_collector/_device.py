@@ -27,7 +27,7 @@ from ._output import DEFAULT_KIND, HistoryElements, out_value, select, status_va
 from ._recorder import COUNTERS, Processing, PVRecorder
 from ._paths import confined, open_regular, relative_parts
 from ._recording import Annotation, RecordedPV, Recording
-from ._spooling import Spooler, can_spool
+from ._spooling import FAILURES_FOR_MAJOR, SpoolState, Spooler, can_spool
 
 # EPICS record names (and .FIELD): the characters IOCs accept, no spaces.
 PV_NAME = re.compile(r"^[A-Za-z0-9_\-+:\[\]<>;.{}$]+$")
@@ -206,6 +206,7 @@ class Collector(emd.MetaDevice):
         self._spool: Any = None  # the open spool file: kept open while disabled
         self._spool_path: Path | None = None
         self._spool_cursors: dict[str, tuple[int, int]] = {}  # kept, so enabling again continues the file
+        self._spool_state = SpoolState()  # of the current spool file, kept across enable/disable
         self.outputs = OutputPVs(self)
         self.add_provider(DynamicProvider(f"emd:{prefix}:outputs", self.outputs))
         self.status_pv = self.add_pv("STATUS", self._totals(), type=TOTALS_TYPE, nt_fields=True)
@@ -224,6 +225,10 @@ class Collector(emd.MetaDevice):
         self.annotate_pv = self.add_pv("ANNOTATE", {}, type=ANNOTATE_TYPE, on_put=self._on_annotate)
         self.annotations_pv = self.add_pv("ANNOTATIONS", [], nt=ANNOTATIONS_TABLE)
         self.history_pv = self.add_pv("HISTORY", {}, type=Type([]), on_rpc=self._on_history)
+        # the spool's health, with an alarm severity an alarm handler or a screen shows
+        self.spool_pv = self.add_pv("SPOOL", self._spool_state.message)
+        self.spool_count_pvs = {name: self.add_pv(f"SPOOL:{name}", 0)
+                                for name in ("rows_spooled", "rows_pending", "rows_lost", "failures")}
 
     def pvi_extra(self) -> dict[str, str]:
         """PVI lists OUT:<pv>:TABLE (an NTTable) of every input PV; the base class rebuilds
@@ -545,19 +550,33 @@ class Collector(emd.MetaDevice):
         exporter, path = self._spool_exporter(self.config)
         if path != self._spool_path:  # a new file gets everything recorded so far
             self._close_spool()
-            self._spool_path, self._spool_cursors = path, {}
+            self._spool_path, self._spool_cursors, self._spool_state = path, {}, SpoolState()
         if self._spool is None:
             try:
                 self._spool = exporter.open_spool(path, {})
             except Exception as exc:
                 raise emd.DeviceError(f"cannot spool to {path}: {exc}") from None
         self._spooler = Spooler(self._spool, self.recorders, self._identity(), emd.config_to_dict(self.config),
-                                self._spool_cursors, self.config.spool_interval, self.log)
+                                self._spool_cursors, self.config.spool_interval, self.log, self._report_spool,
+                                self._spool_state)
+        self._report_spool(self._spool_state)
         self._spooler.start()
         self.log.info("spooling to %s every %g s", path, self.config.spool_interval)
 
+    def _report_spool(self, state: SpoolState) -> None:
+        """Post SPOOL (message and alarm severity) and its counts; after FAILURES_FOR_MAJOR
+        failures in a row, INFO.last_error says so too."""
+        self.spool_pv.post(state.message, severity=state.severity, message=state.last_error if state.failures else "")
+        for name, pv in self.spool_count_pvs.items():
+            pv.post(getattr(state, name))
+        if state.failures == FAILURES_FOR_MAJOR:
+            self.show_problem(f"spooling to {self._spool_path} failed {state.failures} times in a row, "
+                              f"recording goes on in memory: {state.last_error}")
+
     def _close_spool(self) -> None:
         if self._spool is not None:
+            self._spool_state.state = "off"
+            self._report_spool(self._spool_state)
             spool, self._spool = self._spool, None
             try:
                 spool.close()

@@ -107,6 +107,8 @@ class HistoryElements:
             # An unset field is zero in the copy the OUT value makes, and p4p copies only the
             # fields set: leaving a NO_ALARM alarm unset makes every build a quarter cheaper.
             self.elements.append(Value(made, fields))
+        while len(self.elements) > stored:  # samples the ring dropped leave the history too
+            self.elements.popleft()
         return list(self.elements)
 
 

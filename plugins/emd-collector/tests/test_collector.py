@@ -180,6 +180,26 @@ def test_watched_history_stays_exact_across_rebuilds_and_clear(prefix, sources, 
         monitor.close()
 
 
+def test_watched_history_holds_no_more_than_the_ring(prefix, sources, ctxt, run_device):
+    """history_limit above max_samples: a watched OUT's history follows the ring as it drops
+    the oldest samples (it once kept them, growing to history_limit: the soak's memory growth)."""
+    name = sources.name("double")
+    client = collector(run_device, prefix, input_pvs=[name], max_samples=5, history_limit=100)
+    client.start()
+    wait_until(lambda: client.status(name)["connected"], 10, "connected")
+    seen = []
+    monitor = ctxt.monitor(f"{client.prefix}:OUT:{name}", seen.append)
+    try:
+        for batch in range(4):
+            for v in range(5 * batch + 1, 5 * batch + 6):
+                sources.post("double", float(v))
+            last = 5.0 * batch + 5
+            wait_until(lambda: seen and seen[-1].value[-1] == last, 10, f"{last} in OUT")
+            assert [v.value for v in seen[-1].history] == list(seen[-1].value) == [last - 4 + i for i in range(5)]
+    finally:
+        monitor.close()
+
+
 def test_ring_buffer_drops_oldest_and_counts(prefix, sources, run_device):
     client = collector(run_device, prefix, input_pvs=[sources.name("double")], max_samples=10)
     client.start()

@@ -62,11 +62,20 @@ class Hdf5Spool:
             inputs = recording.config.get("input_pvs", [])
             if all(name in self.logs for name in inputs) or self.appends >= SWMR_AT_THE_LATEST:
                 self.file.swmr_mode = True
-        for pv in recording.pvs.values():
-            log = self.logs.get(pv.name)
-            if log is not None:  # None: first seen after SWMR started, when no group can be made
-                self._extend(log, pv)
-        self.file.flush()
+        # All or nothing: a failure (a full disk) leaves every column as it was, so the
+        # collector's next attempt appends the same rows once, aligned in every column.
+        sizes = {name: {column: c.rows for column, c in log.items()} for name, log in self.logs.items()}
+        try:
+            for pv in recording.pvs.values():
+                log = self.logs.get(pv.name)
+                if log is not None:  # None: first seen after SWMR started, when no group can be made
+                    self._extend(log, pv)
+            self.file.flush()
+        except BaseException:
+            for name, columns in sizes.items():
+                for column, rows in columns.items():
+                    self.logs[name][column].truncate(rows)
+            raise
 
     def close(self) -> None:
         self.file.close()
@@ -125,10 +134,23 @@ class _Column:
             start = self.rows - self.rows % len(self.tail)
             self.tail[: self.rows - start] = dataset[start:self.rows]  # a continued file
 
+    def truncate(self, rows: int) -> None:
+        """Go back to `rows` rows (undoing a failed append), keeping the tail chunk in step."""
+        if rows == self.dataset.shape[0]:
+            self.rows = rows
+            return
+        self.dataset.id.set_extent((rows, *self.dataset.shape[1:]))
+        self.rows = rows
+        if self.tail is not None:
+            start = rows - rows % len(self.tail)
+            self.tail[:] = 0
+            self.tail[: rows - start] = self.dataset[start:rows]
+
     def append(self, data: np.ndarray) -> None:
         """Add `data`'s rows at the end."""
         if self.tail is None:
             _append(self.dataset, data)
+            self.rows = self.dataset.shape[0]
             return
         ident, tail, old, n = self.dataset.id, self.tail, self.rows, len(data)
         ident.set_extent((old + n,))
