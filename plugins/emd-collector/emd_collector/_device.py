@@ -27,6 +27,7 @@ from ._output import DEFAULT_KIND, HistoryElements, out_value, select, status_va
 from ._recorder import COUNTERS, Processing, PVRecorder
 from ._paths import confined, open_regular, relative_parts
 from ._recording import Annotation, RecordedPV, Recording
+from ._acquire import Acquisition
 from ._spooling import FAILURES_FOR_MAJOR, SpoolState, Spooler, can_spool
 
 # EPICS record names (and .FIELD): the characters IOCs accept, no spaces.
@@ -108,6 +109,10 @@ class CollectorConfig:
     """While recording, append new samples to this file in the data directory every
     spool_interval seconds, for readers to follow and so a crash loses at most one interval
     ("": off). Its suffix picks a format that can spool: .h5 (emd-hdf5, SWMR)."""
+    acquire_time: float = 0.0
+    """Seconds an ACQUIRE=1 run records before it ends by itself (0: no time limit)."""
+    acquire_samples: int = 0
+    """New samples of every input PV after which an ACQUIRE=1 run ends by itself (0: no limit)."""
     spool_interval: float = 10.0
     """Seconds between appends to spool_file. An append costs HDF5 a fixed amount per PV (about
     65 us for a scalar's four datasets), so a longer interval costs less per update."""
@@ -144,6 +149,9 @@ class CollectorConfig:
                              "(the columns, TABLE and HISTORY hold every sample)")
         if not 1 <= self.max_events <= 100_000:
             raise ValueError(f"max_events must be between 1 and 100000, got {self.max_events}")
+        if not 0 <= self.acquire_time <= 86400 or not 0 <= self.acquire_samples <= MAX_SAMPLES_LIMIT:
+            raise ValueError(f"acquire_time must be between 0 and 86400 s and acquire_samples between 0 and "
+                             f"{MAX_SAMPLES_LIMIT}, got {self.acquire_time:g} and {self.acquire_samples}")
         if not 1 <= self.max_annotations <= MAX_ANNOTATIONS:
             raise ValueError(f"max_annotations must be between 1 and {MAX_ANNOTATIONS}, got {self.max_annotations}")
         if not 4 <= self.queue_size <= 1_000_000:
@@ -225,6 +233,9 @@ class Collector(emd.MetaDevice):
         self.annotate_pv = self.add_pv("ANNOTATE", {}, type=ANNOTATE_TYPE, on_put=self._on_annotate)
         self.annotations_pv = self.add_pv("ANNOTATIONS", [], nt=ANNOTATIONS_TABLE)
         self.history_pv = self.add_pv("HISTORY", {}, type=Type([]), on_rpc=self._on_history)
+        # a run as one put (busy-record style): the put of 1 completes when the run ends
+        self.acquisition = Acquisition(self)
+        self.acquire_pv = self.add_pv("ACQUIRE", 0, on_put=self.acquisition.put, access_group=emd.CONTROL_GROUP)
         # the spool's health, with an alarm severity an alarm handler or a screen shows
         self.spool_pv = self.add_pv("SPOOL", self._spool_state.message)
         self.spool_count_pvs = {name: self.add_pv(f"SPOOL:{name}", 0)
@@ -293,6 +304,7 @@ class Collector(emd.MetaDevice):
         self._publish()
 
     def close(self) -> None:
+        self.acquisition.end()
         self._close_spool()
         self._closing.set()
         if self._publisher is not None:

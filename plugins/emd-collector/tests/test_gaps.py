@@ -33,12 +33,13 @@ def test_the_marker_is_invalid_client():
     assert (GAP_SEVERITY, GAP_STATUS) == (INVALID, CLIENT)  # what docs/collector.md documents
 
 
-def test_an_ioc_restart_leaves_one_marker_row_in_every_form(prefix, ioc, run_device, ctxt, tmp_path):
+def test_an_ioc_killed_and_restarted_leaves_one_marker_row_in_every_form(prefix, ioc, run_device, ctxt, tmp_path):
     name = f"{prefix}:circle:angle"
     client = collector(run_device, prefix, tmp_path, input_pvs=[name])
     client.start()
     wait_until(lambda: client.status(name)["stored"] >= 5, 10, "recording")
-    ioc.stop()
+    ioc.process.kill()  # SIGKILL: the IOC gets no chance to close its connections
+    ioc.process.wait(5)
     wait_until(lambda: not client.status(name)["connected"], 10, "disconnect noticed")
     before = client.status(name)["stored"]
     ioc.start()
