@@ -274,11 +274,13 @@ class DeviceFactory(MetaDevice):
                 del self._children[child.prefix]
                 self._forgotten.append(child)
                 self._saved.pop(child.prefix, None)
-        # Posted by whichever thread forgets it, DELETE's included, even when the watcher got
-        # there first: a DELETE must not complete before DEVICES stops showing the device.
+        # Posted and written by whichever thread forgets it, DELETE's included, even when the
+        # watcher got there first: a DELETE must not complete before DEVICES stops showing the
+        # device, nor before the state file stops holding it (the write takes the state lock,
+        # so it waits for a write the watcher has begun, and writes the latest entries).
         self._post_devices()
+        self._write_state()  # the file never brings it back
         if mine:
-            self._write_state()  # before DELETE completes: the file never brings it back
             self._unwatch(child)
 
     def _unwatch(self, child: ChildDevice) -> None:

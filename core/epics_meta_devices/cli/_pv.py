@@ -65,8 +65,12 @@ class PVClient(DeviceClient):
             while True:
                 wait = deadline - time.monotonic() if waiting else idle_timeout
                 try:
-                    name, event = events.get(timeout=None if wait is None else max(0.0, wait))
+                    # never an endless blocking get: waking each second lets Ctrl-C through at
+                    # once (p4p's work queues do the same, for the same reason)
+                    name, event = events.get(timeout=1.0 if wait is None else max(0.0, wait))
                 except queue.Empty:
+                    if wait is None:
+                        continue
                     if waiting:
                         raise self.absent(*waiting) from None
                     raise DeviceTimeout(f"no update of {', '.join(names)} within {idle_timeout} s") from None
