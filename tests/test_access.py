@@ -235,7 +235,7 @@ def test_emd_acf_environment_and_the_open_factory_warning(tmp_path):
     acf = _acf(tmp_path, OWNERS_ONLY)
     with_file, open_one = unique_prefix("acfenv"), unique_prefix("acfopen")
     first = DeviceProcess("", with_file, cli=["factory", "run", with_file], env={"EMD_ACF": str(acf)})
-    second = DeviceProcess("", open_one, cli=["factory", "run", open_one])
+    second = DeviceProcess("", open_one, cli=["factory", "run", open_one], env={"EMD_ACF": ""})
     with first, second:
         pass
     assert "no access security file" not in first.output()
@@ -267,3 +267,14 @@ def test_policy_groups_fall_back_to_default_and_roles_count():
     assert not policy.allows(emd.FACTORY_GROUP, emd.PUT, guest_here)
     assert policy.may_read_from(emd.FACTORY_GROUP, "127.0.0.1")
     assert not policy.may_read_from(emd.FACTORY_GROUP, "10.203.0.2")
+
+
+@pytest.mark.skipif(not os.environ.get("EMD_ACF"), reason="the suite runs without the owner's ACF (EMD_TEST_ACF=none)")
+def test_the_whole_suite_runs_under_the_owner_s_acf(guest, run_device, prefix):
+    """The root conftest.py gives every device the tests start an ACF that lets only this user
+    write: the rest of the suite is the owner's normal work under access security, and a
+    device started the ordinary way refuses another user."""
+    device = run_device("ping.Ping", prefix)
+    [(status, text)] = guest([["put", f"{prefix}:CONFIG", {"delay": 5.0}]])
+    assert status == "error" and "refused by access security for emdguest@" in text
+    assert device.config["delay"] != 5.0
