@@ -19,7 +19,7 @@ import time  # noqa: E402
 from typing import Callable  # noqa: E402
 
 from . import (  # noqa: E402
-    access, collector, device_start, factory, hdf5_export, ping_roundtrip, processing,
+    access, ca_sources, collector, device_start, factory, hdf5_export, ping_roundtrip, processing,
 )
 from ._common import HEADER, REPORT, ROOT, Result, soak_section  # noqa: E402
 
@@ -46,13 +46,16 @@ TARGETS = f"""\
   slower). A tight-loop poller and CPU per get: no target.
 - Collector ingest with spooling to HDF5 on: CPU per update at most
   {collector.SPOOL_TARGET:g}x that with spooling off (10 % slower).
+- Collector ingest of Channel Access (`ca://`) PVs from a CA-only IOC: CPU per update at most
+  {ca_sources.CPU_TARGET:g}x that of a bare aioca monitor of the same PVs that only counts, and no
+  update lost. The highest rate one CA PV is recorded at without loss: measured, no target.
 - HDF5 export: `Hdf5Exporter.export` at most {hdf5_export.TARGET:g}x the time plain h5py takes to
   write the same data datasets with the same chunks and filters, for each compression.
 - Processing latency, from an input update to the output post of a ProcessingDevice (Y = x):
   median at most {processing.TARGET:g}x that of a bare p4p monitor-to-post relay. p99: no
   target (reported beside it).
 """
-BENCHMARKS = ("ping", "access", "start", "factory", "collector", "hdf5", "processing")
+BENCHMARKS = ("ping", "access", "start", "factory", "collector", "ca", "hdf5", "processing")
 """The names `--only` takes, in the order of the report."""
 ROWS = {
     "ping": ("ping round trip",),
@@ -61,6 +64,7 @@ ROWS = {
     "factory": ("factory ", "RSS per device process"),
     "collector": ("ingest ", "memory per stored scalar sample", "get OUT ", "first get OUT ",
                   "CPU per OUT get"),
+    "ca": ("CA ",),
     "hdf5": ("HDF5 export",),
     "processing": ("processing ",),
 }
@@ -291,6 +295,14 @@ there are fewer than 100 samples.
   kept in memory: about 8-10 us each here, nearly all of it HDF5's own per-call cost, whatever
   the chunk size) and flushes the file (SWMR; about 2-3 ms for 200 PVs), so with 10 Hz PVs
   the cost per update falls as the interval grows.
+- **CA ingest** (1000 PVs at {collector.RATE:g} Hz for 30 s): as the collector ingest above,
+  with the same counting records served by EPICS base's softIoc without any PVAccess server
+  (`IocProcess(ca_only=True)`), recorded as `ca://` inputs; the baseline is
+  `python -m bench.bare_ca_monitor aioca` (aioca `camonitor`, DBR_TIME, `all_updates=True`, a
+  callback that counts and notes value jumps). **CA lossless rate**: a producer in the
+  benchmark process puts 0, 1, 2, ... to one longout (aioca puts that do not wait, paced)
+  for {ca_sources.LOSSLESS_SECONDS:g} s at each of {", ".join(map(str, ca_sources.RATES))} Hz; the
+  collector must store every value, in order; the highest put rate achieved that was.
 - **HDF5 export** ({hdf5.pvs} PVs x {hdf5.samples:,} samples, median of {hdf5.runs} runs per
   side): a `Recording` built in the benchmark process from NumPy arrays (per PV float64 value,
   int64 time_ns, int16 severity and status, as the collector stores them; no EPICS), exported
@@ -362,6 +374,8 @@ def main() -> None:
         "start": (f"{starts} starts per side", lambda: device_start.run(starts)),
         "factory": (f"{devices} factory devices", lambda: factory.run(devices)),
         "collector": (str(collecting), lambda: collector.run(collecting)),
+        "ca": ("1000 CA PVs at 10 Hz, and one CA PV at rising rates" if not args.quick else "200 CA PVs",
+               lambda: ca_sources.run(args.quick)),
         "hdf5": (str(exporting), lambda: hdf5_export.run(exporting)),
         "processing": (f"{relays} relayed updates per side after {relay_warmup} warm-up",
                        lambda: [processing.run(relays, relay_warmup, relay_blocks)]),

@@ -37,9 +37,12 @@ SETUPS: dict[str, Callable[[Path], ContextManager[None]]] = {"circle_ioc": circl
 
 def user_environment(workdir: Path) -> dict[str, str]:
     """What a user's shell has: this run's loopback EPICS settings, the venv's commands first
-    on PATH, and none of the test suite's own plugins (tests/conftest.py's EMD_PLUGINS)."""
+    on PATH, none of the test suite's own plugins (tests/conftest.py's EMD_PLUGINS) and not
+    the suite's owner ACF (conftest.py's EMD_ACF): the pages show what a reader who follows
+    them sees, open devices included, and say where they use an ACF."""
     env = dict(os.environ)
     env.pop("EMD_PLUGINS", None)
+    env.pop("EMD_ACF", None)
     env.pop("PYTHONPATH", None)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["HOME"] = str(workdir)  # nothing a page writes lands in the real home

@@ -17,6 +17,7 @@ from ._client import DeviceClient, client_for
 from ._config import EmptyConfig, config_from_json, config_to_dict
 from ._device import MetaDevice, validate_prefix
 from ._host import HostSettings
+from ._inputs import InputNameError, InputPV, parse_input, without_scheme
 from ._namespace import DeviceNamespace
 from ._plugins import (
     ENTRY_POINT_GROUP,
@@ -62,6 +63,8 @@ __all__ = [
     "FactoryClient",
     "HostSettings",
     "IllegalTransition",
+    "InputNameError",
+    "InputPV",
     "InputSample",
     "MetaDevice",
     "PluginReport",
@@ -77,10 +80,12 @@ __all__ = [
     "exporters",
     "factory",
     "hookimpl",
+    "parse_input",
     "plugin_manager",
     "plugin_reports",
     "register_device_type",
     "registry",
     "uploaders",
     "validate_prefix",
+    "without_scheme",
 ]

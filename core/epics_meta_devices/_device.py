@@ -14,6 +14,7 @@ import uuid
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from p4p import Type, Value
+from p4p.client.raw import Disconnected
 from p4p.client.thread import Context, Subscription
 from p4p.nt import NTScalar
 from p4p.server import Server, StaticProvider
@@ -22,6 +23,7 @@ from ._access import CONTROL_GROUP, DEFAULT_GROUP, AccessPolicy
 from ._access_provider import GuardedProvider
 from ._handler_queue import HandlerQueue
 from ._host import HostSettings
+from ._inputs import CaValues, channel_access, is_disconnect, parse_input
 from ._config import (
     ConfigField,
     EmptyConfig,
@@ -241,6 +243,8 @@ class MetaDevice(metaclass=_ServeAfterInit):
         full_name = f"{self.prefix}:{name}"
         if full_name in self._pvs:
             raise DeviceError(f"{full_name} is already served by this device")
+        if nt_fields and type is not None and self._pvi_pvs:  # before anything is served
+            raise DeviceError(f"{full_name}: nt_fields PVs are added before the device serves")
         pv = DevicePV(
             self, full_name, initial, on_put=on_put, writable=writable, type=type,
             choices=choices, nt=nt, on_rpc=on_rpc, queue=self._urgent_queue if urgent else self._queue,
@@ -252,8 +256,6 @@ class MetaDevice(metaclass=_ServeAfterInit):
         else:
             self._provider.add(full_name, pv._pv)
         if nt_fields and type is not None:
-            if self._pvi_pvs:
-                raise DeviceError(f"{full_name}: nt_fields PVs are added before the device serves")
             self._nt_groups.append(name)
             current = pv.value
             pv.field_pvs = {
@@ -334,13 +336,17 @@ class MetaDevice(metaclass=_ServeAfterInit):
         *,
         request: str | None = None,
         on_disconnect: Callable[[Exception], Any] | None = None,
-    ) -> Subscription:
+    ) -> Any:
         """Call ``callback(value)`` on every update of an external PV, until the device closes.
 
+        `pv_name` may be ``ca://NAME`` (Channel Access), ``pva://NAME`` or a bare NAME
+        (PVAccess); either way `callback` gets an NT Value (NTScalar, NTScalarArray or NTEnum),
+        with the IOC's timestamp, alarm and (CA: from DBR_CTRL) units and precision.
         An exception in `callback` moves the device to error. ``on_disconnect(exc)`` is called
-        when the PV disconnects. Callbacks run on p4p's client workers: do not block in them.
+        when the PV disconnects. Callbacks run on client threads: do not block in them.
+        `request` (a pvRequest) applies to PVAccess only: CA monitors deliver every update.
         """
-
+        source = parse_input(pv_name)
         connected = False
 
         def deliver(value: Any) -> None:
@@ -357,21 +363,40 @@ class MetaDevice(metaclass=_ServeAfterInit):
             except Exception as exc:
                 self.report_error(exc)
 
-        if self._client_context is None:
-            self._client_context = Context("pva", nt=False)
-        subscription = self._client_context.monitor(
-            pv_name, deliver, request=request, notify_disconnect=True
-        )
+        subscription: Any
+        if source.protocol == "ca":
+            values = CaValues()
+
+            def from_ca(update: Any) -> None:  # on the CA loop's thread
+                try:
+                    value = Disconnected(str(update)) if is_disconnect(update) else values.value_of(update)
+                except Exception as exc:  # an update that cannot be converted: say so, keep monitoring
+                    self.report_error(f"{pv_name}: {type(exc).__name__}: {exc}")
+                    return
+                deliver(value)
+
+            subscription = channel_access().monitor(source.name, from_ca, values.control)
+        else:
+            subscription = self.pva_client().monitor(
+                source.name, deliver, request=request, notify_disconnect=True
+            )
         self._subscriptions.append(subscription)
         return subscription
 
-    def close_monitor(self, subscription: Subscription) -> None:
+    def pva_client(self) -> Context:
+        """The device's PVAccess client (a thread Context, ``nt=False``), made at first use and
+        closed with the device."""
+        if self._client_context is None:
+            self._client_context = Context("pva", nt=False)
+        return self._client_context
+
+    def close_monitor(self, subscription: Any) -> None:
         """Stop a monitor opened with `monitor` before the device closes (e.g. in ``stop``), and
         drop its channel from the client's cache so long-lived devices do not accumulate them."""
         subscription.close()
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
-        if self._client_context is not None and not any(
+        if isinstance(subscription, Subscription) and self._client_context is not None and not any(
             other.name == subscription.name for other in self._subscriptions
         ):
             self._client_context.disconnect(subscription.name)

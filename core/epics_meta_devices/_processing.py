@@ -20,7 +20,8 @@ from p4p import Value
 from p4p.nt import NTTable
 
 from ._device import MetaDevice
-from ._state import DeviceError
+from ._inputs import CA_HINT_AFTER, CaValues, InputNameError, channel_access, parse_input
+from ._state import DeviceError, DeviceState
 
 TRIGGERS = ("any", "all", "period")
 INVALID = 3
@@ -103,6 +104,7 @@ class ProcessingDevice(MetaDevice):
         self._fresh: set[str] = set()
         self._generation = 0  # updates queued before a stop or restart are ignored
         self._ticker: threading.Event | None = None
+        self._hint_due = False  # CA_HINT_AFTER s have passed since start (see _hint)
         self.output_pvs = {name: self.add_pv(name, initial) for name, initial in self.outputs.items()}
         """The DevicePV of every output, by name."""
         self._inputs_pv = self.add_pv("INPUTS", [], nt=INPUTS_TABLE)
@@ -115,19 +117,32 @@ class ProcessingDevice(MetaDevice):
         raise NotImplementedError(f"{type(self).__name__} must define compute()")
 
     def put_pv(self, name: str, value: Any, timeout: float = 2.0) -> None:
-        """Write `value` to the external PV `name` (for closed loops); raises ProcessingError
-        with the server's reason when the write fails or times out."""
-        self._call_pv("writing", name, timeout, lambda context: context.put(name, value, timeout=timeout))
+        """Write `value` to the external PV `name` (``ca://NAME`` for Channel Access, with
+        completion as ca_put_callback reports it) for closed loops; raises ProcessingError with
+        the server's reason when the write fails or times out."""
+        source = parse_input(name)
+        if source.protocol == "ca":
+            self._call_pv("writing", name, timeout, lambda: channel_access().put(source.name, value, timeout))
+        else:
+            self._call_pv("writing", name, timeout, lambda: self.pva_client().put(source.name, value, timeout=timeout))
 
     def get_pv(self, name: str, timeout: float = 2.0) -> Value:
-        """Read the external PV `name` once (a Value); raises ProcessingError when it cannot."""
-        return self._call_pv("reading", name, timeout, lambda context: context.get(name, timeout=timeout))
+        """Read the external PV `name` once, as an NT Value (``ca://NAME``: by Channel Access);
+        raises ProcessingError when it cannot."""
+        source = parse_input(name)
+        if source.protocol == "ca":
+            def get() -> Value:
+                values = CaValues()
+                values.control(channel_access().get(source.name, timeout, control=True))
+                return values.value_of(channel_access().get(source.name, timeout))
+            return self._call_pv("reading", name, timeout, get)
+        return self._call_pv("reading", name, timeout, lambda: self.pva_client().get(source.name, timeout=timeout))
 
     def _call_pv(self, doing: str, name: str, timeout: float, call: Any) -> Any:
-        if self._client_context is None:
+        if self.state is not DeviceState.running:
             raise ProcessingError(f"{doing} {name} failed: the device is not running")
         try:
-            return call(self._client_context)
+            return call()
         except TimeoutError:  # p4p's message is only the PV name
             raise ProcessingError(f"{doing} {name} failed: no answer within {timeout} s "
                                   "(is the PV served?)") from None
@@ -149,6 +164,11 @@ class ProcessingDevice(MetaDevice):
         missing = [name for name, pv in sources.items() if not pv.strip()]
         if missing or not sources:
             raise DeviceError(f"give the PV name of every input: {', '.join(missing or self.inputs)}")
+        for name, pv in sources.items():
+            try:
+                parse_input(pv)
+            except InputNameError as exc:
+                raise DeviceError(f"input {name}: {exc}") from None
 
     def start(self) -> None:
         self._generation += 1
@@ -162,6 +182,11 @@ class ProcessingDevice(MetaDevice):
             self.monitor(pv_name, partial(self._received, generation, name), request=request,
                          on_disconnect=partial(self._lost, generation, name))
             for name, pv_name in self._sources.items()]
+        self._hint_due = False
+        if any("://" not in pv for pv in self._sources.values()):  # bare names: PVAccess
+            hint = threading.Timer(CA_HINT_AFTER, self._queue.push, [partial(self._hint, generation)])
+            hint.daemon = True
+            hint.start()
         if self.config.trigger == "period":
             self._ticker = threading.Event()
             threading.Thread(target=self._tick, args=(generation, self._ticker, self.config.period),
@@ -222,6 +247,16 @@ class ProcessingDevice(MetaDevice):
         self._fresh.discard(name)
         self._post_inputs()
         self._mark_outputs_invalid(f"input {name} ({self._sources[name]}) disconnected")
+
+    def _hint(self, generation: int) -> None:
+        """CA_HINT_AFTER s after start: say which bare names no PVAccess server answered."""
+        if generation != self._generation:
+            return
+        self._hint_due = True
+        waiting = self._waiting_message()
+        if waiting:
+            self.log.warning("%s", waiting)
+            self._mark_outputs_invalid(waiting)
 
     def _evaluate_now(self, generation: int) -> None:
         if generation == self._generation:
@@ -301,6 +336,12 @@ class ProcessingDevice(MetaDevice):
             return ""
         shown = ", ".join(f"{name} ({self._sources[name]})" for name in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        unanswered = [self._sources[name] for name in missing
+                      if "://" not in self._sources[name] and name not in self._connected]
+        if self._hint_due and unanswered:
+            first = unanswered[0]
+            return (f"waiting for input {shown}{more}: no PVAccess server answered {first} within "
+                    f"{CA_HINT_AFTER:g} s; if it is served by Channel Access only, name it ca://{first}")
         return f"waiting for input {shown}{more}"
 
     def _mark_outputs_invalid(self, message: str, timestamp: float | None = None) -> None:

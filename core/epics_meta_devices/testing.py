@@ -169,30 +169,48 @@ class DeviceProcess:
 
 
 class IocProcess:
-    """A real EPICS IOC (softIoc with QSRV, from pvxslibs) serving `database` with `macros`:
-    ``with IocProcess(db_text, {"P": prefix + ":"}, wait_for=prefix + ":x"):``. Its standard
-    input stays open while it runs (its shell exits at end of input)."""
+    """A real EPICS IOC serving `database` with `macros`:
+    ``with IocProcess(db_text, {"P": prefix + ":"}, wait_for=prefix + ":x"):``. By default a
+    softIoc with QSRV (pvxslibs), serving PVAccess and Channel Access; ``ca_only=True`` starts
+    EPICS base's softIoc without any PVAccess server (epicscorelibs, RSRV only), as most IOCs
+    at a facility are. Its standard input stays open while it runs (its shell exits at end of
+    input)."""
 
-    def __init__(self, database: str, macros: Mapping[str, str] | None = None, *, wait_for: str = "") -> None:
+    def __init__(self, database: str, macros: Mapping[str, str] | None = None, *, wait_for: str = "",
+                 ca_only: bool = False) -> None:
         self._db = tempfile.NamedTemporaryFile("w", suffix=".db", prefix="emd-ioc-", delete=False)
         self._db.write(database)
         self._db.close()
         self.macros = ",".join(f"{k}={v}" for k, v in (macros or {}).items())
         self.wait_for = wait_for
+        self.ca_only = ca_only
         self.process: subprocess.Popen[bytes] | None = None
         self._output = tempfile.TemporaryFile(prefix="emd-ioc-")
 
     def start(self, timeout: float = 20.0) -> IocProcess:
-        command = [sys.executable, "-m", "pvxslibs.ioc", "-d", self._db.name]
+        if self.ca_only:  # base's softIoc with no PVAccess server loaded: RSRV alone
+            command = [sys.executable, "-c", "from epicscorelibs import ioc; "
+                       "ioc.main(extra_dbd_load=(), extra_dso_load=())", "-d", self._db.name]
+        else:
+            command = [sys.executable, "-m", "pvxslibs.ioc", "-d", self._db.name]
         if self.macros:
-            command[3:3] = ["-m", self.macros]
+            command[-2:-2] = ["-m", self.macros]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=self._output, stderr=subprocess.STDOUT)
-        if self.wait_for:
+        if self.wait_for and self.ca_only:
+            from ._inputs import channel_access
+
+            channel_access().get(self.wait_for, timeout)
+        elif self.wait_for:
             from p4p.client.thread import Context
 
             with Context("pva", nt=False) as ctxt:
                 ctxt.get(self.wait_for, timeout=timeout)
         return self
+
+    def output(self) -> str:
+        """What the IOC printed so far."""
+        self._output.seek(0)
+        return self._output.read().decode(errors="replace")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -63,11 +63,12 @@ class CollectorClient(emd.DeviceClient):
         """`pv`'s recording (columns, kind, units, choices) between `start` and `end`, as an
         exporter gets it; without events and counters, which OUT does not serve."""
         first, last = time_ns(start, "start"), time_ns(end, "end")  # bad times: before any transfer
+        pv = emd.without_scheme(pv)
         try:
             out = self.get_pv(f"OUT:{pv}", request=f"field({COLUMNS},units)")
         except emd.DeviceTimeout:
             recorded = self.config["input_pvs"]
-            if pv in recorded:
+            if pv in [emd.parse_input(name).name for name in recorded]:
                 raise
             raise emd.DeviceError(f"{self.prefix} does not record {pv!r} "
                                   f"(input_pvs: {', '.join(recorded) or 'none'})") from None
@@ -86,8 +87,9 @@ class CollectorClient(emd.DeviceClient):
         """A snapshot of what the collector recorded of `pvs` (default: its input_pvs; others
         are refused) between `start` and `end`, as a `Recording` (what frames and plots are
         made of, as for files)."""
-        inputs = self.config["input_pvs"]
-        names = inputs if pvs is None else [pvs] if isinstance(pvs, str) else list(pvs)
+        inputs = [emd.parse_input(name).name for name in self.config["input_pvs"]]  # without ca:// etc.
+        asked = inputs if pvs is None else [pvs] if isinstance(pvs, str) else list(pvs)
+        names = [emd.without_scheme(name) for name in asked]
         unknown = [name for name in names if name not in inputs]
         if unknown:  # said at once: a get of an OUT PV that is not served waits for the timeout
             raise emd.DeviceError(f"{self.prefix} does not record {', '.join(map(repr, unknown))} "
@@ -112,7 +114,7 @@ class CollectorClient(emd.DeviceClient):
     def history(self, pv: str, start: float = 0.0, end: float = 0.0, max_points: int = 0) -> dict[str, np.ndarray]:
         """Range query (HISTORY RPC): samples between `start` and `end` (epoch seconds; 0 = open),
         min/max-decimated to at most about `max_points`."""
-        arguments = Value(HISTORY_ARGS, {"pv": pv, "start": start, "end": end, "max_points": max_points})
+        arguments = Value(HISTORY_ARGS, {"pv": emd.without_scheme(pv), "start": start, "end": end, "max_points": max_points})
         try:
             table = self._context.rpc(self.pv_name("HISTORY"), arguments, timeout=self.timeout)
         except TimeoutError:
@@ -123,7 +125,7 @@ class CollectorClient(emd.DeviceClient):
 
     def status(self, pv: str | None = None) -> dict[str, Any]:
         """Counters and connection state of one input PV, or the totals."""
-        return self.get_pv(f"STATUS:{pv}" if pv else "STATUS").todict()
+        return self.get_pv(f"STATUS:{emd.without_scheme(pv)}" if pv else "STATUS").todict()
 
     def annotate(self, key: str, value: str, at: float | None = None) -> None:
         self.put("ANNOTATE", {"key": key, "value": value, "time": at or 0.0})

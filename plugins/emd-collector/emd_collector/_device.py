@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import threading
 import time
 from collections import Counter
@@ -31,7 +30,6 @@ from ._acquire import Acquisition
 from ._spooling import FAILURES_FOR_MAJOR, SpoolState, Spooler, can_spool
 
 # EPICS record names (and .FIELD): the characters IOCs accept, no spaces.
-PV_NAME = re.compile(r"^[A-Za-z0-9_\-+:\[\]<>;.{}$]+$")
 MAX_SAMPLES_LIMIT = 100_000_000
 MAX_HISTORY = 100_000  # a structure array this long takes ~0.1 s to build and to get; columns scale
 SCALAR_SAMPLE_BYTES = sample_bytes("float64")  # 20: value 8 + time_ns 8 + severity 2 + status 2
@@ -70,7 +68,7 @@ ANNOTATIONS_TABLE = NTTable([("time", "d"), ("key", "s"), ("value", "s")])
 @dataclass
 class CollectorConfig:
     input_pvs: list[str] = field(default_factory=list)
-    """PVs to record."""
+    """PVs to record: ca://NAME (Channel Access), pva://NAME or NAME (PVAccess)."""
     max_samples: int = 100_000
     """Samples kept per PV (a ring buffer: the oldest are dropped, and counted, when full)."""
     history_limit: int = 10_000
@@ -121,11 +119,16 @@ class CollectorConfig:
         names = self.input_pvs
         if len(names) > MAX_INPUT_PVS:  # before any per-name work: a huge list costs nothing more
             raise ValueError(f"input_pvs: {len(names)} PVs, more than the {MAX_INPUT_PVS} one collector records")
-        bad = [name for name in names if not PV_NAME.match(name)]
+        sources, bad = [], []
+        for name in names:
+            try:
+                sources.append(emd.parse_input(name))
+            except emd.InputNameError as exc:
+                bad.append(str(exc))
         if bad:
-            raise ValueError(f"invalid input PV name(s) {', '.join(map(repr, bad[:10]))}"
-                             + (f" and {len(bad) - 10} more" if len(bad) > 10 else ""))
-        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)  # linear
+            raise ValueError("; ".join(bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else ""))
+        # one PV reached two ways is still one PV (its OUT and STATUS PVs are named without the scheme)
+        duplicates = sorted(name for name, count in Counter(s.name for s in sources).items() if count > 1)  # linear
         if duplicates:
             raise ValueError(f"duplicate input PV(s) {', '.join(duplicates)}")
         if not 1 <= self.max_samples <= MAX_SAMPLES_LIMIT:
@@ -161,6 +164,10 @@ class CollectorConfig:
         for entry in self.pv_options:
             self.processing_for(entry.split()[0] if entry.split() else "")  # raises on bad options
 
+    def sources(self) -> dict[str, emd.InputPV]:
+        """The input PVs by name without the scheme (the name of their OUT and STATUS PVs)."""
+        return {source.name: source for source in map(emd.parse_input, self.input_pvs)}
+
     def processing_for(self, name: str) -> Processing:
         options = self._options_for(name)
         options.pop("stale_after")
@@ -175,7 +182,7 @@ class CollectorConfig:
                                    "stale_after": self.stale_after}
         for entry in self.pv_options:
             pv, *pairs = entry.split()
-            if pv != name:
+            if emd.without_scheme(pv) != name:  # "ca://X ..." names X too
                 continue
             for pair in pairs:
                 key, _, text = pair.partition("=")
@@ -245,7 +252,7 @@ class Collector(emd.MetaDevice):
         """PVI lists OUT:<pv>:TABLE (an NTTable) of every input PV; the base class rebuilds
         PVI after each CONFIG, so it follows input_pvs. OUT:<pv> and STATUS:<pv> are plain
         structures, which PVI leaves out."""
-        return {f"OUT:{name}:TABLE": "r" for name in self.config.input_pvs}
+        return {f"OUT:{name}:TABLE": "r" for name in self.config.sources()}
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -260,13 +267,14 @@ class Collector(emd.MetaDevice):
         if spool_path != self._spool_path:
             self._close_spool()  # spooling off, or to another file: let go of this one
         max_bytes = int(config.memory_limit_mb * 2**20 / max(1, len(config.input_pvs)))
-        for name in config.input_pvs:
+        for name, source in config.sources().items():
             recorder = self.recorders.get(name)
             if recorder is None:
                 self.recorders[name] = PVRecorder(name, config.max_samples, max_bytes, config.processing_for(name),
-                                                  config.max_events)
+                                                  config.max_events, source.protocol)
                 self.recorders[name].stale_after = config.stale_after_for(name)
             else:  # kept with its data; new limits apply to buffers made from now on (and after CLEAR)
+                recorder.protocol = source.protocol  # from the next ENABLE
                 recorder.processing = config.processing_for(name)
                 recorder.stale_after = config.stale_after_for(name)
                 recorder.max_samples, recorder.max_bytes = config.max_samples, max_bytes
@@ -282,7 +290,7 @@ class Collector(emd.MetaDevice):
         self._context = RawContext("pva", useenv=True, nt=False)
         self._drain_thread = threading.Thread(target=self._drain_loop, name=f"drain:{self.prefix}", daemon=True)
         self._drain_thread.start()
-        for name in self.config.input_pvs:
+        for name in self.config.sources():
             self.recorders[name].subscribe(self._context, self.config.queue_size, self._ready)
         self.log.info("recording %d PVs", len(self.config.input_pvs))
 
@@ -351,6 +359,8 @@ class Collector(emd.MetaDevice):
         for recorder in list(self.recorders.values()):
             if recorder.check_stale(now):
                 self.log.warning("%s is stale: no update for %g s", recorder.name, recorder.stale_after)
+            if recorder.check_unanswered(now):
+                self.log.warning("%s", recorder.events[-1].message)
         self.status_pv.post(self._totals())  # first: cheap, and never behind a big OUT rebuild
         self.outputs.refresh()
 
@@ -370,7 +380,8 @@ class Collector(emd.MetaDevice):
     def _on_clear(self, value: bool) -> None:
         if not value:
             return
-        for name in [n for n in self.recorders if n not in self.config.input_pvs]:
+        inputs = self.config.sources()
+        for name in [n for n in self.recorders if n not in inputs]:
             self.outputs.forget(self.recorders.pop(name))  # no longer an input: goes with CLEAR
         for recorder in self.recorders.values():
             recorder.clear()

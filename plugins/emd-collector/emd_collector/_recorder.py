@@ -1,9 +1,11 @@
 """PVRecorder: records every update of one input PV into a RingBuffer, with its counters,
 connection events and optional processing (N-to-1 decimation, deadband).
 
-Updates arrive through p4p's raw client: its monitor handler only queues the recorder, and one
-drain thread pops every queued update of a subscription per wake-up (cheaper per update than
-the thread client's callbacks, see P4P-NOTES)."""
+PVAccess updates arrive through p4p's raw client: its monitor handler only queues the recorder,
+and one drain thread pops every queued update of a subscription per wake-up (cheaper per update
+than the thread client's callbacks, see P4P-NOTES). Channel Access updates (``ca://`` inputs)
+arrive through aioca on the CA loop's thread, which only appends them to the recorder's own
+queue; the same drain thread records them, so one thread writes every buffer either way."""
 
 from __future__ import annotations
 
@@ -13,11 +15,15 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from p4p import Value
 from p4p.client.raw import Context, Disconnected, Finished, RemoteError
+
+from epics_meta_devices._inputs import (
+    CA_CODES, CA_HINT_AFTER, DBR_ENUM, UpdateQueue, channel_access, is_disconnect,
+)
 
 from ._buffer import RingBuffer, sample_bytes
 
@@ -79,6 +85,21 @@ class PVKind:
         return self.kind == "scalar" and self.code not in ("s", "?")
 
 
+def ca_kind(update: Any) -> PVKind:
+    """The PVKind of a CA (aioca) DBR_TIME value: its DBR type and whether the record holds
+    an array (NELM > 1: a waveform, whatever its current length)."""
+    code = CA_CODES.get(update.datatype)
+    if code is None:
+        raise TypeError(f"unsupported DBR type {update.datatype!r}")
+    if update.datatype == DBR_ENUM:
+        return PVKind("enum", "i")
+    if isinstance(update, np.ndarray):
+        if code == "s":
+            raise TypeError("string waveforms are not recorded")
+        return PVKind("waveform", code, len(update))
+    return PVKind("string" if code == "s" else "scalar", code)
+
+
 def kind_of(update: Value) -> PVKind:
     if update.getID().startswith("epics:nt/NTEnum"):
         return PVKind("enum", "i")
@@ -103,8 +124,12 @@ class PVRecorder:
     """The recording of one input PV."""
 
     def __init__(self, name: str, max_samples: int, max_bytes: int, processing: Processing,
-                 max_events: int = 1000) -> None:
+                 max_events: int = 1000, protocol: str = "pva") -> None:
         self.name = name
+        self.protocol = protocol  # "pva" or "ca": how the PV is reached
+        self.subscribed_at = 0.0  # time.monotonic() of the last subscribe
+        self._control: Any = None  # CA: the last DBR_CTRL value (units, choices)
+        self._hinted = False  # the "unanswered" event was added for this subscription
         self.max_samples = max_samples
         self.max_bytes = max_bytes
         self.processing = processing
@@ -131,10 +156,39 @@ class PVRecorder:
     # -- subscription -----------------------------------------------------------------------------
 
     def subscribe(self, context: Context, queue_size: int, ready: queue.SimpleQueue) -> None:
-        """Monitor the PV losslessly: a deep queue with pipelining (p4p squashes to 4 otherwise)."""
+        """Monitor the PV losslessly. PVAccess: a deep queue with pipelining (p4p squashes to 4
+        otherwise). CA: every update aioca receives (libca may still merge under flow control:
+        see docs/collector.md), queued here for the drain thread."""
+        self.subscribed_at = time.monotonic()
+        self._hinted = False
+        if self.protocol == "ca":
+            updates = UpdateQueue()
+
+            def on_update(update: Any) -> None:  # on the CA loop's thread: queue, wake once per burst
+                if updates.push(update):
+                    ready.put(self)
+
+            subscription = channel_access().monitor(self.name, on_update, self._on_control)
+            subscription.pop = updates.pop  # type: ignore[attr-defined]  # drained like a p4p one
+            self.subscription = subscription
+            return
         self.subscription = context.monitor(
             self.name, lambda: ready.put(self), f"record[queueSize={queue_size},pipeline=true]"
         )
+
+    def _on_control(self, control: Any) -> None:
+        """CA: DBR_CTRL at each connect and property change: units and enum choices."""
+        with self.lock:
+            self._control = control
+            if self.kind is not None:
+                self._take_control()
+                self.version += 1
+
+    def _take_control(self) -> None:
+        if self._control is not None:
+            self.units = str(getattr(self._control, "units", "") or "")
+            if self.kind is not None and self.kind.kind == "enum":
+                self.choices = [str(choice) for choice in getattr(self._control, "enums", [])]
 
     def unsubscribe(self) -> None:
         if self.subscription is not None:
@@ -151,18 +205,24 @@ class PVRecorder:
             update = subscription.pop()
             if update is None:
                 return
+            if self.protocol == "ca" and is_disconnect(update):  # an aioca CANothing
+                self._on_exception(Disconnected(str(update)))
+                continue
             if isinstance(update, Exception):
                 self._on_exception(update)
                 continue
             try:
-                self._record(update)
+                if self.protocol == "ca":
+                    self._record_ca(update)
+                else:
+                    self._record(update)
             except Exception as exc:  # an update that does not fit: rejected and said, never fatal
                 self.counters["rejected"] += 1
                 self._event("rejected", f"{type(exc).__name__}: {exc}")
 
     # -- recording --------------------------------------------------------------------------------
 
-    def _record(self, update: Value) -> None:
+    def _arrived(self) -> None:
         self.counters["received"] += 1
         self._last_arrival = time.monotonic()
         if not self.connected:
@@ -171,40 +231,65 @@ class PVRecorder:
         if self.stale:
             self.stale = False
             self._event("fresh", "updates again")
+
+    def _record(self, update: Value) -> None:
+        """A PVAccess update (NTScalar, NTScalarArray or NTEnum)."""
+        self._arrived()
         value = update["value"]
         if type(value) is not self._py_type or (
             self.kind and self.kind.kind == "waveform" and getattr(value, "dtype", self.kind.dtype) != self.kind.dtype
         ):
-            value = self._check_kind(update, value)
+            value = self._check_kind(lambda: kind_of(update), value, update)
             if value is None:
                 return
         if self.kind.kind == "enum":  # type: ignore[union-attr]
             value = value["index"]
         stamp = update["timeStamp.secondsPastEpoch"] * 1_000_000_000 + update["timeStamp.nanoseconds"]
-        tag = update["timeStamp.userTag"]
+        self._record_sample(value, stamp, update["timeStamp.userTag"], update["alarm.severity"],
+                            update["alarm.status"])
+
+    def _record_ca(self, update: Any) -> None:
+        """A CA update: an aioca DBR_TIME value (ca_float, ca_int, ca_str or ca_array)."""
+        self._arrived()
+        if type(update) is not self._py_type or (
+            self.kind and self.kind.kind == "waveform" and update.dtype != self.kind.dtype
+        ):
+            if self._check_kind(lambda: ca_kind(update), update, None) is None:
+                return
+        kind = self.kind.kind  # type: ignore[union-attr]
+        if kind == "waveform":
+            value: Any = update.view(np.ndarray)
+        elif kind == "string":
+            value = str(update)
+        else:
+            value = update + 0  # the plain int or float
+        secs, nsec = update.raw_stamp
+        self._record_sample(value, secs * 1_000_000_000 + nsec, 0, update.severity, update.status)
+
+    def _record_sample(self, value: Any, stamp: int, tag: int, severity: int, status: int) -> None:
         if stamp < self._last_time:
             self.counters["time_reversals"] += 1  # kept, in arrival order (see docs)
         self._last_time = stamp
         if tag and self._last_tag and tag != self._last_tag + 1:
             self.counters["gaps"] += 1  # the source numbers its updates in userTag: some are missing
         self._last_tag = tag
-        severity, status = update["alarm.severity"], update["alarm.status"]
         if self.processing.active and self.kind.numeric:  # type: ignore[union-attr]
             self._process(float(value), stamp, severity, status)
         else:
             self._store(value, stamp, severity, status)
 
-    def _check_kind(self, update: Value, value: Any) -> Any:
+    def _check_kind(self, kind_of_update: Callable[[], PVKind], value: Any, update: Value | None) -> Any:
         """First update: set up the buffer. Later: a type change. Numeric scalars are converted
-        and kept; anything else that no longer fits is rejected and counted."""
+        and kept; anything else that no longer fits is rejected and counted. `update`: the
+        PVAccess Value, for its choices and units (None for CA: those come from DBR_CTRL)."""
         try:
-            kind = kind_of(update)
+            kind = kind_of_update()
         except TypeError as exc:
             self.counters["rejected"] += 1
             self._event("rejected", str(exc))
             return None
         if self.kind is None:
-            self._setup(kind, update)
+            self._setup(kind, value, update)
             return value
         if kind != self.kind:
             if self._py_type is not type(value):
@@ -222,7 +307,7 @@ class PVRecorder:
         """The memory guard: at most `max_bytes` of buffer for samples of `width` elements."""
         return min(self.max_samples, max(1, self.max_bytes // sample_bytes(kind.dtype, width)))
 
-    def _setup(self, kind: PVKind, update: Value) -> None:
+    def _setup(self, kind: PVKind, value: Any, update: Value | None) -> None:
         max_samples = self._sample_limit(kind, kind.width)
         if max_samples < self.max_samples:
             self._event("limited", f"buffer limited to {max_samples} samples by memory_limit_mb")
@@ -230,7 +315,10 @@ class PVRecorder:
             self.kind = kind
             self.buffer = RingBuffer(kind.dtype, max_samples, kind.width)
             self.buffers_made += 1
-            self._py_type = type(update["value"])
+            self._py_type = type(value)
+            if update is None:  # CA
+                self._take_control()
+                return
             if kind.kind == "enum":
                 self.choices = list(update["value.choices"])
             if "display" in update.keys() and "units" in update["display"].keys():
@@ -294,6 +382,18 @@ class PVRecorder:
         self.stale = True
         self.counters["stalls"] += 1
         self._mark_gap("stale", f"no update for {self.stale_after:g} s")
+        return True
+
+    def check_unanswered(self, now: float) -> bool:
+        """A bare (PVAccess) name that no server has answered CA_HINT_AFTER s after the
+        subscription: an "unanswered" event saying it may be served by Channel Access only and
+        how to name it; True when it was added now (once per subscription)."""
+        if self.protocol != "pva" or self.subscription is None or self.connected or self._hinted \
+                or self.counters["received"] or now - self.subscribed_at < CA_HINT_AFTER:
+            return False
+        self._hinted = True
+        self._event("unanswered", f"no PVAccess server answered {self.name} within {CA_HINT_AFTER:g} s; "
+                                  f"if it is served by Channel Access only, name it ca://{self.name}")
         return True
 
     def _on_exception(self, exc: Exception) -> None:

@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from emd_collector import RecordedPV, Recording
+from epics_meta_devices import without_scheme
 
 from ._exporter import STRING, TIME_ATTRS, Hdf5Exporter, add_attributes, _unique_name, filters, new_log, writes_whole_chunks
 from ._recover import open_for_append
@@ -59,7 +60,7 @@ class Hdf5Spool:
                 if pv.name not in self.logs:
                     self.logs[pv.name] = _columns(self._new_log(pv))
             self.appends += 1
-            inputs = recording.config.get("input_pvs", [])
+            inputs = [without_scheme(name) for name in recording.config.get("input_pvs", [])]
             if all(name in self.logs for name in inputs) or self.appends >= SWMR_AT_THE_LATEST:
                 self.file.swmr_mode = True
         # All or nothing: a failure (a full disk) leaves every column as it was, so the

@@ -72,9 +72,13 @@ class PID(emd.ProcessingDevice):
         super().configure(config)
         if not config.output_pv.strip():
             raise emd.DeviceError("set output_pv, the PV the loop writes")
-        if config.output_pv == config.process_variable:
+        try:
+            output, measured = emd.parse_input(config.output_pv), emd.parse_input(config.process_variable)
+        except emd.InputNameError as exc:
+            raise emd.DeviceError(f"output_pv: {exc}") from None
+        if output.name == measured.name:
             raise emd.DeviceError("output_pv must not be the process_variable")
-        if config.output_pv.startswith(f"{self.prefix}:"):
+        if output.name.startswith(f"{self.prefix}:"):
             raise emd.DeviceError("output_pv must not be a PV of this device")
         if not config.output_min < config.output_max:
             raise emd.DeviceError(f"set output limits with output_min < output_max "

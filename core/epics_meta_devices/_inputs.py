@@ -1,0 +1,230 @@
+"""Input PVs of either protocol: ``pva://NAME``, ``ca://NAME`` or a bare NAME (PVAccess).
+
+The one place a protocol is added: devices name their inputs with `parse_input`, and
+`MetaDevice.monitor`, `get_pv` and `put_pv` (and the collector's recorder) dispatch on
+`InputPV.protocol`. Channel Access goes through aioca, the asyncio CA client ophyd-async uses,
+on the libca of epicscorelibs that p4p's EPICS libraries already bring (docs/collector.md says
+why it was chosen over pyepics). aioca needs an asyncio loop: `channel_access()` runs one in a
+thread of its own, shared by every device of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Coroutine
+
+import numpy as np
+from p4p import Type, Value
+
+PROTOCOLS = ("pva", "ca")
+"""The protocols an input PV may name, the default first."""
+PV_NAME = re.compile(r"^[A-Za-z0-9_\-+:\[\]<>;.{}$]+$")
+"""The characters of an EPICS PV name (record names and field suffixes)."""
+CA_HINT_AFTER = 5.0
+"""Seconds a bare (PVAccess) name may go unanswered before a device says it may be CA-only."""
+
+
+class InputNameError(ValueError):
+    """An input PV name that cannot be used; the message says why and what would do."""
+
+
+@dataclass(frozen=True)
+class InputPV:
+    """An input PV: its name without the scheme and the protocol it is reached by."""
+
+    name: str
+    protocol: str = "pva"
+
+    def __str__(self) -> str:
+        return f"{self.protocol}://{self.name}"
+
+
+def parse_input(text: Any, default_protocol: str = "pva") -> InputPV:
+    """The InputPV of a name as a user writes it; InputNameError says what is wrong with it."""
+    if not isinstance(text, str):
+        raise InputNameError(f"an input PV name must be a string, not {type(text).__name__}")
+    scheme, separator, name = text.partition("://")
+    if not separator:
+        scheme, name = default_protocol, text
+    elif scheme not in PROTOCOLS:
+        raise InputNameError(f"unknown protocol {scheme!r} in input PV {text!r}: "
+                             "write ca://NAME, pva://NAME or a bare NAME (PVAccess)")
+    if not name:
+        raise InputNameError(f"input PV {text!r} names no PV after {scheme}://")
+    if not PV_NAME.match(name):
+        raise InputNameError(f"invalid PV name {text!r}: a PV name has no spaces, quotes, commas or "
+                             "control characters")
+    return InputPV(name, scheme)
+
+
+def without_scheme(text: str) -> str:
+    """A name as a user writes it, without ``ca://`` or ``pva://``: what a collector records
+    it as (its OUT and STATUS PVs), and how two spellings of one PV are compared."""
+    return text.partition("://")[2] or text
+
+
+# -- Channel Access ---------------------------------------------------------------------------
+
+# DBR type codes (db_access.h) -> PVAccess type codes of the value (enums: their index, "i")
+CA_CODES = {0: "s", 1: "h", 2: "f", 3: "i", 4: "B", 5: "i", 6: "d"}
+DBR_ENUM = 3
+DISPLAY = ("display", ("S", None, [("limitLow", "d"), ("limitHigh", "d"), ("description", "s"),
+                                   ("units", "s"), ("precision", "i")]))
+"""The display structure of the NT values of CA inputs: units, precision and limits from DBR_CTRL."""
+
+
+class ChannelAccess:
+    """The process's CA client: aioca on an asyncio loop in a thread of its own. Calls from
+    any thread; monitor callbacks run on that loop's thread and must not block."""
+
+    def __init__(self) -> None:
+        import aioca  # here: only processes that name a ca:// input load libca
+
+        self.aioca = aioca
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="emd-ca", daemon=True)
+        self._thread.start()
+
+    def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float) -> Any:
+        """Run `coroutine` on the CA loop and wait for its result (raises what it raised)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout + 5)
+
+    def get(self, name: str, timeout: float, control: bool = False) -> Any:
+        """One DBR_TIME (or with `control`, DBR_CTRL) value of `name`, as aioca gives it."""
+        aioca = self.aioca
+        return self.call(aioca.caget(name, format=aioca.FORMAT_CTRL if control else aioca.FORMAT_TIME,
+                                     count=0, timeout=timeout), timeout)
+
+    def put(self, name: str, value: Any, timeout: float) -> None:
+        """Write `value` to `name` and wait until the IOC has processed it (ca_put_callback)."""
+        self.call(self.aioca.caput(name, value, wait=True, timeout=timeout), timeout)
+
+    def monitor(self, name: str, callback: Callable[[Any], None],
+                on_control: Callable[[Any], None] | None = None) -> CaSubscription:
+        """Every DBR_TIME update of `name` (no merging on the client: ``all_updates``), and an
+        aioca CANothing on each disconnect, passed to `callback` on the CA loop's thread.
+        `on_control` gets the DBR_CTRL value (units, precision, limits, enum choices) at each
+        connect and whenever those change (a second subscription, to DBE_PROPERTY events)."""
+        subscription = CaSubscription(name)
+
+        async def subscribe() -> None:
+            aioca = self.aioca
+            if on_control is not None:  # first: its initial update tends to precede the first value's
+                subscription.handles.append(aioca.camonitor(
+                    name, on_control, events=aioca.DBE_PROPERTY, format=aioca.FORMAT_CTRL, count=1))
+            subscription.handles.append(aioca.camonitor(
+                name, callback, format=aioca.FORMAT_TIME, count=0, all_updates=True, notify_disconnect=True))
+        self.call(subscribe(), 10.0)
+        subscription.close_in = self._close_on_loop
+        return subscription
+
+    def _close_on_loop(self, handle: Any) -> None:
+        self._loop.call_soon_threadsafe(handle.close)
+
+
+class CaSubscription:
+    """A CA monitor opened by `ChannelAccess.monitor`; `close()` ends it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handles: list[Any] = []
+        self.close_in: Callable[[Any], None] | None = None
+
+    def close(self) -> None:
+        handles, self.handles = self.handles, []
+        if self.close_in is not None:
+            for handle in handles:
+                self.close_in(handle)
+
+
+_channel_access: ChannelAccess | None = None
+_channel_access_lock = threading.Lock()
+
+
+def channel_access() -> ChannelAccess:
+    """The process's ChannelAccess (started at the first call)."""
+    global _channel_access
+    with _channel_access_lock:
+        if _channel_access is None:
+            _channel_access = ChannelAccess()
+        return _channel_access
+
+
+def is_disconnect(update: Any) -> bool:
+    """Whether a CA monitor update is aioca's notice of a disconnect (a CANothing)."""
+    return not getattr(update, "ok", True)
+
+
+class CaValues:
+    """Turns one CA PV's updates into NT Values (NTScalar, NTScalarArray, NTEnum), the form
+    every device reads PVAccess inputs in, so devices need no CA code. Units, precision and
+    enum choices come from a DBR_CTRL get made by `control()` at each connect."""
+
+    def __init__(self) -> None:
+        self.display: dict[str, Any] = {"units": "", "precision": 0, "limitLow": 0.0, "limitHigh": 0.0}
+        self.choices: list[str] = []
+        self._types: dict[tuple[str, bool], Type] = {}
+
+    def control(self, value: Any) -> None:
+        """Take units, precision, display limits and choices from a DBR_CTRL value."""
+        self.display = {"units": str(getattr(value, "units", "") or ""),
+                        "precision": int(getattr(value, "precision", 0) or 0),
+                        "limitLow": float(getattr(value, "lower_disp_limit", 0) or 0),
+                        "limitHigh": float(getattr(value, "upper_disp_limit", 0) or 0)}
+        self.choices = [str(choice) for choice in getattr(value, "enums", [])]
+
+    def value_of(self, update: Any) -> Value:
+        """The NT Value of a DBR_TIME update."""
+        secs, nsec = update.raw_stamp
+        alarm = {"severity": int(update.severity), "status": int(update.status), "message": ""}
+        stamp = {"secondsPastEpoch": int(secs), "nanoseconds": int(nsec)}
+        if update.datatype == DBR_ENUM:
+            return Value(self._type("enum", False), {"value": {"index": int(update), "choices": self.choices},
+                                                     "alarm": alarm, "timeStamp": stamp})
+        code = CA_CODES[update.datatype]
+        array = isinstance(update, np.ndarray)
+        plain = np.asarray(update) if array else (str(update) if code == "s" else update + 0)
+        fields = {"value": plain, "alarm": alarm, "timeStamp": stamp}
+        if code != "s":
+            fields["display"] = self.display
+        return Value(self._type(code, array), fields)
+
+    def _type(self, code: str, array: bool) -> Type:
+        key = (code, array)
+        if key not in self._types:
+            from p4p.nt import NTEnum, NTScalar
+
+            if code == "enum":
+                self._types[key] = NTEnum.buildType()
+            else:  # display as QSRV serves it (p4p's own NTScalar display has no precision)
+                self._types[key] = NTScalar.buildType(("a" if array else "") + code,
+                                                      extra=[] if code == "s" else [DISPLAY])
+        return self._types[key]
+
+
+class UpdateQueue:
+    """Updates handed from the CA loop's thread to a consumer thread: `push` (never blocks)
+    returns True when the queue was empty, so the consumer is woken once per burst; `pop`
+    returns the oldest update or None."""
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+
+    def push(self, item: Any) -> bool:
+        was_empty = not self._items
+        self._items.append(item)
+        return was_empty
+
+    def pop(self) -> Any:
+        try:
+            return self._items.popleft()
+        except IndexError:
+            return None
+
+
+__all__ = ["CA_HINT_AFTER", "InputNameError", "InputPV", "PROTOCOLS", "PV_NAME", "channel_access",
+           "parse_input", "without_scheme"]
