@@ -4,8 +4,8 @@ connection events and optional processing (N-to-1 decimation, deadband).
 PVAccess updates arrive through p4p's raw client: its monitor handler only queues the recorder,
 and one drain thread pops every queued update of a subscription per wake-up (cheaper per update
 than the thread client's callbacks, see P4P-NOTES). Channel Access updates (``ca://`` inputs)
-arrive through aioca on the CA loop's thread, which only appends them to the recorder's own
-queue; the same drain thread records them, so one thread writes every buffer either way."""
+arrive through a CaFeed: libca's thread only copies each into a tuple and queues it, and the
+same drain thread records them, so one thread writes every buffer either way."""
 
 from __future__ import annotations
 
@@ -21,9 +21,7 @@ import numpy as np
 from p4p import Value
 from p4p.client.raw import Context, Disconnected, Finished, RemoteError
 
-from epics_meta_devices._inputs import (
-    CA_CODES, CA_HINT_AFTER, DBR_ENUM, UpdateQueue, channel_access, is_disconnect,
-)
+from epics_meta_devices._inputs import CA_CODES, CA_HINT_AFTER, DBR_ENUM, CaFeed, channel_access
 
 from ._buffer import RingBuffer, sample_bytes
 
@@ -85,18 +83,18 @@ class PVKind:
         return self.kind == "scalar" and self.code not in ("s", "?")
 
 
-def ca_kind(update: Any) -> PVKind:
-    """The PVKind of a CA (aioca) DBR_TIME value: its DBR type and whether the record holds
-    an array (NELM > 1: a waveform, whatever its current length)."""
-    code = CA_CODES.get(update.datatype)
+def ca_kind(datatype: int, array: bool, value: Any) -> PVKind:
+    """The PVKind of a CA update: its DBR type, and whether the record holds an array (NELM >
+    1: a waveform, whatever its current length)."""
+    code = CA_CODES.get(datatype)
     if code is None:
-        raise TypeError(f"unsupported DBR type {update.datatype!r}")
-    if update.datatype == DBR_ENUM:
+        raise TypeError(f"unsupported DBR type {datatype!r}")
+    if datatype == DBR_ENUM:
         return PVKind("enum", "i")
-    if isinstance(update, np.ndarray):
+    if array:
         if code == "s":
             raise TypeError("string waveforms are not recorded")
-        return PVKind("waveform", code, len(update))
+        return PVKind("waveform", code, len(value))
     return PVKind("string" if code == "s" else "scalar", code)
 
 
@@ -130,6 +128,8 @@ class PVRecorder:
         self.subscribed_at = 0.0  # time.monotonic() of the last subscribe
         self._control: Any = None  # CA: the last DBR_CTRL value (units, choices)
         self._hinted = False  # the "unanswered" event was added for this subscription
+        self._properties: Any = None  # CA: the DBR_CTRL subscription
+        self._ca_type = -1  # CA: the DBR type of the last update recorded
         self.max_samples = max_samples
         self.max_bytes = max_bytes
         self.processing = processing
@@ -162,15 +162,9 @@ class PVRecorder:
         self.subscribed_at = time.monotonic()
         self._hinted = False
         if self.protocol == "ca":
-            updates = UpdateQueue()
-
-            def on_update(update: Any) -> None:  # on the CA loop's thread: queue, wake once per burst
-                if updates.push(update):
-                    ready.put(self)
-
-            subscription = channel_access().monitor(self.name, on_update, self._on_control)
-            subscription.pop = updates.pop  # type: ignore[attr-defined]  # drained like a p4p one
-            self.subscription = subscription
+            access = channel_access()
+            self._properties = access.properties(self.name, self._on_control)
+            self.subscription = CaFeed(access, self.name, lambda: ready.put(self))
             return
         self.subscription = context.monitor(
             self.name, lambda: ready.put(self), f"record[queueSize={queue_size},pipeline=true]"
@@ -194,6 +188,9 @@ class PVRecorder:
         if self.subscription is not None:
             self.subscription.close()
             self.subscription = None
+        if self._properties is not None:
+            self._properties.close()
+            self._properties = None
         if self.connected:
             self._event("disconnected", "recording stopped")
             self.connected = False
@@ -205,9 +202,6 @@ class PVRecorder:
             update = subscription.pop()
             if update is None:
                 return
-            if self.protocol == "ca" and is_disconnect(update):  # an aioca CANothing
-                self._on_exception(Disconnected(str(update)))
-                continue
             if isinstance(update, Exception):
                 self._on_exception(update)
                 continue
@@ -248,23 +242,15 @@ class PVRecorder:
         self._record_sample(value, stamp, update["timeStamp.userTag"], update["alarm.severity"],
                             update["alarm.status"])
 
-    def _record_ca(self, update: Any) -> None:
-        """A CA update: an aioca DBR_TIME value (ca_float, ca_int, ca_str or ca_array)."""
+    def _record_ca(self, update: tuple) -> None:
+        """A CA update: a CaUpdate tuple from the CaFeed."""
         self._arrived()
-        if type(update) is not self._py_type or (
-            self.kind and self.kind.kind == "waveform" and update.dtype != self.kind.dtype
-        ):
-            if self._check_kind(lambda: ca_kind(update), update, None) is None:
+        value, secs, nsec, severity, status, datatype, array = update
+        if self.kind is None or datatype != self._ca_type:
+            if self._check_kind(lambda: ca_kind(datatype, array, value), value, None) is None:
                 return
-        kind = self.kind.kind  # type: ignore[union-attr]
-        if kind == "waveform":
-            value: Any = update.view(np.ndarray)
-        elif kind == "string":
-            value = str(update)
-        else:
-            value = update + 0  # the plain int or float
-        secs, nsec = update.raw_stamp
-        self._record_sample(value, secs * 1_000_000_000 + nsec, 0, update.severity, update.status)
+            self._ca_type = datatype
+        self._record_sample(value, secs * 1_000_000_000 + nsec, 0, severity, status)
 
     def _record_sample(self, value: Any, stamp: int, tag: int, severity: int, status: int) -> None:
         if stamp < self._last_time:
@@ -464,7 +450,7 @@ class PVRecorder:
         """Forget everything recorded; the next update sets the buffer up again (with the
         max_samples configured now)."""
         with self.lock:
-            self.buffer, self.kind, self._py_type = None, None, None
+            self.buffer, self.kind, self._py_type, self._ca_type = None, None, None, -1
             self.choices, self.units = [], ""
             self.events.clear()
             self.counters = dict.fromkeys(COUNTERS, 0)
