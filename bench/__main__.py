@@ -299,10 +299,16 @@ there are fewer than 100 samples.
   with the same counting records served by EPICS base's softIoc without any PVAccess server
   (`IocProcess(ca_only=True)`), recorded as `ca://` inputs; the baseline is
   `python -m bench.bare_ca_monitor aioca` (aioca `camonitor`, DBR_TIME, `all_updates=True`, a
-  callback that counts and notes value jumps). **CA lossless rate**: a producer in the
-  benchmark process puts 0, 1, 2, ... to one longout (aioca puts that do not wait, paced)
-  for {ca_sources.LOSSLESS_SECONDS:g} s at each of {", ".join(map(str, ca_sources.RATES))} Hz; the
-  collector must store every value, in order; the highest put rate achieved that was.
+  callback that counts and notes value jumps). The collector reads CA through `CaFeed`, on libca
+  itself (epicscorelibs' `ca.cadef`, the layer under aioca): libca's thread copies each update
+  into a tuple and queues it for the drain thread, with no Python value object and no asyncio
+  hop per update; through aioca's `camonitor` (as the first version did) the collector cost
+  1.25x the bare monitor. **CA lossless rate**: a producer in the benchmark process puts 0, 1,
+  2, ... to one longout (aioca puts that do not wait) for {ca_sources.LOSSLESS_SECONDS:g} s at
+  each of {", ".join(map(str, ca_sources.RATES))} Hz (0: unpaced, as fast as the producer puts,
+  3.7-5.7 kHz here); the collector must store every value, in order; the highest put rate
+  achieved that was. Unpaced, one run stored all 8000, another lost 6: the IOC merged them
+  under CA flow control, which no CA client can see (DBR_TIME carries no sequence number).
 - **HDF5 export** ({hdf5.pvs} PVs x {hdf5.samples:,} samples, median of {hdf5.runs} runs per
   side): a `Recording` built in the benchmark process from NumPy arrays (per PV float64 value,
   int64 time_ns, int16 severity and status, as the collector stores them; no EPICS), exported
