@@ -217,6 +217,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
         access_group: str = DEFAULT_GROUP,
         urgent: bool = False,
         nt_fields: bool = False,
+        display: bool = False,
     ) -> DevicePV:
         """Serve ``PREFIX:name``. The PV type follows `initial` (float, int, bool, str, list,
         NumPy array), is an NTEnum when `choices` are given, a structure with ``type=``, or
@@ -239,6 +240,9 @@ class MetaDevice(metaclass=_ServeAfterInit):
         as a read-only Normative Type PV ``PREFIX:<name>:<field>``, posted whenever the structure
         is, for clients that read only Normative Types (ophyd-async, screens). PVI lists them in
         a group of their own, so ophyd-async shows ``device.<name>.<field>``.
+
+        `display`: a numeric NT PV carries a display structure (units, precision, limits, as
+        QSRV serves it); set what it shows with ``pv.show_units(units, precision)``.
         """
         full_name = f"{self.prefix}:{name}"
         if full_name in self._pvs:
@@ -248,7 +252,7 @@ class MetaDevice(metaclass=_ServeAfterInit):
         pv = DevicePV(
             self, full_name, initial, on_put=on_put, writable=writable, type=type,
             choices=choices, nt=nt, on_rpc=on_rpc, queue=self._urgent_queue if urgent else self._queue,
-            access_group=access_group,
+            access_group=access_group, display=display,
         )
         self._pvs[full_name] = pv
         if isinstance(self._provider, GuardedProvider):

@@ -49,6 +49,8 @@ def parse_input(text: Any, default_protocol: str = "pva") -> InputPV:
     """The InputPV of a name as a user writes it; InputNameError says what is wrong with it."""
     if not isinstance(text, str):
         raise InputNameError(f"an input PV name must be a string, not {type(text).__name__}")
+    if not text:
+        raise InputNameError("an input PV name is empty")
     scheme, separator, name = text.partition("://")
     if not separator:
         scheme, name = default_protocol, text

@@ -61,6 +61,10 @@ class InputSample:
     """Seconds since the epoch, from the PV's timeStamp."""
     severity: int
     message: str
+    units: str = ""
+    """The PV's ``display.units`` (PVAccess) or EGU (Channel Access), "" when it has none."""
+    precision: int | None = None
+    """The PV's ``display.precision`` (PREC), when it has one."""
 
 
 class ProcessingDevice(MetaDevice):
@@ -86,6 +90,10 @@ class ProcessingDevice(MetaDevice):
     outputs: ClassVar[Mapping[str, Any]] = {}
     """Output PVs served as ``PREFIX:<name>``, with initial values that set their types (float,
     int, bool, str, list of str, NumPy array)."""
+    output_units: ClassVar[Mapping[str, str]] = {}
+    """Fixed units of outputs ({"FREQUENCY": "Hz", "COUNT": ""}). Every other numeric output
+    carries the units and precision of the input that triggered its computation (the first
+    input with units, for ``period``), so describe() in a plan and screens show them."""
     requires_all_inputs: ClassVar[bool] = True
     """False: compute as soon as one input has a valid value, passing None for inputs that are
     missing, disconnected or INVALID (e.g. statistics pooled over several PVs, which should not
@@ -105,7 +113,9 @@ class ProcessingDevice(MetaDevice):
         self._generation = 0  # updates queued before a stop or restart are ignored
         self._ticker: threading.Event | None = None
         self._hint_due = False  # CA_HINT_AFTER s have passed since start (see _hint)
-        self.output_pvs = {name: self.add_pv(name, initial) for name, initial in self.outputs.items()}
+        self.output_pvs = {name: self.add_pv(name, initial, display=True) for name, initial in self.outputs.items()}
+        for name, units in self.output_units.items():
+            self.output_pvs[name].show_units(units)
         """The DevicePV of every output, by name."""
         self._inputs_pv = self.add_pv("INPUTS", [], nt=INPUTS_TABLE)
         self._mark_outputs_invalid("not running")
@@ -209,9 +219,12 @@ class ProcessingDevice(MetaDevice):
     # -- input updates (monitor callbacks run on p4p's workers: hand over to the queue) --------
 
     def _received(self, generation: int, name: str, value: Value) -> None:
+        display = value.get("display")
+        units = display.get("units", "") if display is not None else ""
+        precision = display.get("precision") if display is not None else None
         sample = InputSample(_plain_value(value), value["timeStamp.secondsPastEpoch"]
                              + value["timeStamp.nanoseconds"] * 1e-9,
-                             value.get("alarm.severity", 0), value.get("alarm.message", ""))
+                             value.get("alarm.severity", 0), value.get("alarm.message", ""), units, precision)
         self._queue.push(partial(self._update, generation, name, sample))
 
     def _lost(self, generation: int, name: str, error: Exception) -> None:
@@ -295,7 +308,10 @@ class ProcessingDevice(MetaDevice):
             self.report_error(f"compute() returned outputs this device does not have: {', '.join(sorted(unknown))}")
             return
         message = worst.message if worst.severity else ""
+        source = self.latest.get(trigger) or next((s for s in self.latest.values() if s.units), worst)
         for name, value in result.items():
+            if name not in self.output_units:
+                self.output_pvs[name].show_units(source.units, source.precision)
             if value is not None:
                 self.output_pvs[name].post(value, timestamp=timestamp, severity=worst.severity,
                                            message=message)

@@ -14,6 +14,7 @@ from p4p.server.thread import SharedPV
 
 from ._access import DEFAULT_GROUP, PUT, RPC, Client, handling
 from ._host import put_bytes
+from ._inputs import DISPLAY
 from ._state import DeviceError
 
 if TYPE_CHECKING:
@@ -26,22 +27,29 @@ PutHandler = Callable[[Any], Any]
 _SCALAR_CODES: list[tuple[type, str]] = [(bool, "?"), (int, "l"), (float, "d"), (str, "s")]
 
 
-def nt_for(initial: Any, choices: Sequence[str] | None = None) -> NTScalar | NTEnum:
+def nt_for(initial: Any, choices: Sequence[str] | None = None, display: bool = False) -> NTScalar | NTEnum:
     """The Normative Type that serves `initial`: NTEnum when `choices` are given, else NTScalar
-    (or NTScalarArray) with a value type taken from the Python or NumPy value."""
+    (or NTScalarArray) with a value type taken from the Python or NumPy value; with `display`,
+    numeric ones carry a display structure (units, precision, limits) as QSRV serves it."""
     if choices is not None:
         return NTEnum()
+    code = _code_of(initial)
+    numeric = code.lstrip("a") not in ("s", "?")
+    return NTScalar(code, extra=[DISPLAY] if display and numeric else [])
+
+
+def _code_of(initial: Any) -> str:
     for kind, code in _SCALAR_CODES:
         if isinstance(initial, kind):  # bool before int: bool is an int subclass
-            return NTScalar(code)
+            return code
     if isinstance(initial, np.generic):
-        return NTScalar(np.asarray(initial).dtype.char if initial.dtype.kind != "b" else "?")
+        return np.asarray(initial).dtype.char if initial.dtype.kind != "b" else "?"
     if isinstance(initial, np.ndarray):
-        return NTScalar("a" + _array_code(initial.dtype))
+        return "a" + _array_code(initial.dtype)
     if isinstance(initial, (list, tuple)):
         if all(isinstance(item, str) for item in initial) and initial:
-            return NTScalar("as")
-        return NTScalar("a" + _array_code(np.asarray(initial if initial else [], dtype=float).dtype))
+            return "as"
+        return "a" + _array_code(np.asarray(initial if initial else [], dtype=float).dtype)
     raise TypeError(
         f"cannot infer a PV type from {initial!r}; pass type= (a p4p Type) for structures"
     )
@@ -90,6 +98,7 @@ class DevicePV:
         nt: Any,
         queue: WorkQueue,
         access_group: str = DEFAULT_GROUP,
+        display: bool = False,
     ) -> None:
         self.device = device
         self.name = name
@@ -99,7 +108,8 @@ class DevicePV:
         self._on_rpc = on_rpc
         self._writable = writable
         self._choices = list(choices) if choices is not None else None
-        self._nt = nt if nt is not None else None if type is not None else nt_for(initial, choices)
+        self._nt = nt if nt is not None else None if type is not None else nt_for(initial, choices, display)
+        self._display: dict[str, Any] = {}  # display fields set on every post (see show_units)
         self._type = type
         self._pv = SharedPV(handler=self, queue=queue)
         self._pv.open(self._wrap(initial, None))
@@ -120,6 +130,8 @@ class DevicePV:
         if self._choices is not None and not isinstance(value, (dict, Value)):
             value = {"index": int(value), "choices": self._choices}
         V = self._nt.wrap(value, timestamp=stamp, **kws)
+        for field, shown in self._display.items():
+            V[f"display.{field}"] = shown
         if isinstance(self._nt, NTTable):
             # NTTable.wrap leaves empty columns unmarked and post() keeps unmarked fields, so an
             # empty table would still show the old rows: mark every column.
@@ -136,6 +148,16 @@ class DevicePV:
         for field, pv in self.field_pvs.items():
             if wrapped.changed(field):
                 pv.post(wrapped[field], timestamp)
+
+    def show_units(self, units: str, precision: int | None = None) -> None:
+        """Serve `units` (and `precision`) in the display structure from the next post on (a
+        PV added with ``display=True``): what ophyd-async's describe() and screens show."""
+        self._display = {"units": units} if precision is None else {"units": units, "precision": precision}
+
+    @property
+    def units(self) -> str:
+        """The units this PV serves ("" when it has none)."""
+        return str(self._display.get("units", ""))
 
     @property
     def value(self) -> Any:

@@ -174,6 +174,20 @@ def status(
         typer.echo(f"{key:12} {value}")
 
 
+@app.command("screen")
+def screen(
+    prefix: Annotated[str, typer.Argument(help="PV prefix of the device.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Screen file to write: .bob (Phoebus) or .edl.")],
+    timeout: Timeout = 5.0,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Write a Phoebus (Display Builder) screen of any device, with every PV its PVI lists."""
+    configure_logging(log_level)
+    from .._screen import write_screen
+
+    typer.echo(f"wrote {write_screen(prefix, output, timeout)}")
+
+
 from . import _factory  # noqa: E402,F401  (registers the factory commands)
 from . import _new  # noqa: E402,F401  (registers `emd new`)
 from . import _pv  # noqa: E402,F401  (registers get, put, monitor, rpc)

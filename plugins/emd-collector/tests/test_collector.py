@@ -261,8 +261,8 @@ def test_missing_pv_is_reported_and_the_rest_recorded(prefix, sources, run_devic
     "config, reason",
     [
         ({"input_pvs": ["a:b", "a:b"]}, "duplicate input PV(s) a:b"),
-        ({"input_pvs": ["has space"]}, "invalid input PV name(s) 'has space'"),
-        ({"input_pvs": [""]}, "invalid input PV name(s) ''"),
+        ({"input_pvs": ["has space"]}, "invalid PV name 'has space': a PV name has no spaces"),
+        ({"input_pvs": [""]}, "an input PV name is empty"),
         ({"max_samples": 0}, "max_samples must be between 1 and 100000000, got 0"),
         ({"max_samples": -5}, "max_samples must be between 1 and 100000000, got -5"),
         ({"max_samples": 100_000_000, "input_pvs": ["a", "b"]}, "more than memory_limit_mb=2048"),
@@ -418,7 +418,7 @@ def test_emd_collect_command(prefix, ioc, tmp_path):
     assert len(arrays[f"{prefix}:circle:x/value"]) >= 10
     bad = subprocess.run([sys.executable, "-m", "epics_meta_devices", "collect", "bad name", "--duration", "0"],
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and "invalid input PV name(s) 'bad name'" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 1 and "invalid PV name 'bad name'" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_collector_management_local_and_remote(prefix, ioc, monkeypatch):

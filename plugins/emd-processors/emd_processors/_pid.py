@@ -60,6 +60,7 @@ class PID(emd.ProcessingDevice):
     Config = PIDConfig
     inputs = ("process_variable",)
     outputs = {"OUTPUT": 0.0, "ERROR": 0.0}
+    output_units = {"OUTPUT": ""}  # the actuator's, which the loop does not read; ERROR: the measurement's
 
     def __init__(self, prefix: str, **kwargs: Any) -> None:
         super().__init__(prefix, **kwargs)

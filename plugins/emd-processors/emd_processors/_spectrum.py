@@ -53,6 +53,7 @@ class Spectrum(emd.ProcessingDevice):
     Config = SpectrumConfig
     inputs = ("waveform",)
     outputs = {"MAGNITUDE": np.zeros(0), "FREQUENCY": np.zeros(0)}
+    output_units = {"FREQUENCY": "Hz"}  # MAGNITUDE: the input's units
 
     def compute(self, waveform: Any) -> dict[str, np.ndarray]:
         what = f"input waveform ({self.config.waveform})"

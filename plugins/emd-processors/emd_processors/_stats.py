@@ -41,6 +41,7 @@ class Stats(emd.ProcessingDevice):
     Config = StatsConfig
     inputs = ("inputs",)
     outputs = {"COUNT": 0, "MEAN": 0.0, "STD": 0.0, "MIN": 0.0, "MAX": 0.0}
+    output_units = {"COUNT": ""}  # MEAN, STD, MIN and MAX: the input's units
     requires_all_inputs = False  # pooled: one input away must not hold up the others' samples
 
     def __init__(self, prefix: str, **kwargs: Any) -> None:
