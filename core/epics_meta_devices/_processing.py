@@ -219,9 +219,9 @@ class ProcessingDevice(MetaDevice):
     # -- input updates (monitor callbacks run on p4p's workers: hand over to the queue) --------
 
     def _received(self, generation: int, name: str, value: Value) -> None:
-        display = value.get("display")
-        units = display.get("units", "") if display is not None else ""
-        precision = display.get("precision") if display is not None else None
+        # "in" first: a get of a field the type lacks costs ten times more (an exception in p4p)
+        units = value["display.units"] if "display" in value else ""
+        precision = value["display.precision"] if units and "display.precision" in value else None
         sample = InputSample(_plain_value(value), value["timeStamp.secondsPastEpoch"]
                              + value["timeStamp.nanoseconds"] * 1e-9,
                              value.get("alarm.severity", 0), value.get("alarm.message", ""), units, precision)

@@ -109,7 +109,8 @@ class DevicePV:
         self._writable = writable
         self._choices = list(choices) if choices is not None else None
         self._nt = nt if nt is not None else None if type is not None else nt_for(initial, choices, display)
-        self._display: dict[str, Any] = {}  # display fields set on every post (see show_units)
+        self._display: dict[str, Any] = {}  # display fields (see show_units), set in the next post
+        self._display_changed = False
         self._type = type
         self._pv = SharedPV(handler=self, queue=queue)
         self._pv.open(self._wrap(initial, None))
@@ -130,8 +131,10 @@ class DevicePV:
         if self._choices is not None and not isinstance(value, (dict, Value)):
             value = {"index": int(value), "choices": self._choices}
         V = self._nt.wrap(value, timestamp=stamp, **kws)
-        for field, shown in self._display.items():
-            V[f"display.{field}"] = shown
+        if self._display_changed:  # once: a post keeps the fields it does not mark
+            self._display_changed = False
+            for field, shown in self._display.items():
+                V[f"display.{field}"] = shown
         if isinstance(self._nt, NTTable):
             # NTTable.wrap leaves empty columns unmarked and post() keeps unmarked fields, so an
             # empty table would still show the old rows: mark every column.
@@ -152,7 +155,9 @@ class DevicePV:
     def show_units(self, units: str, precision: int | None = None) -> None:
         """Serve `units` (and `precision`) in the display structure from the next post on (a
         PV added with ``display=True``): what ophyd-async's describe() and screens show."""
-        self._display = {"units": units} if precision is None else {"units": units, "precision": precision}
+        display = {"units": units} if precision is None else {"units": units, "precision": precision}
+        if display != self._display:
+            self._display, self._display_changed = display, True
 
     @property
     def units(self) -> str:
