@@ -15,6 +15,7 @@ from ophyd_async.core._device import DEVICE_RESERVED_ATTRS
 from ophyd_async.epics.core import PviDeviceConnector
 
 import epics_meta_devices as emd
+from emd_collector import read_recording
 from epics_meta_devices._pvi import DEVICE_ATTRIBUTES
 from epics_meta_devices.testing import DeviceProcess, SourcePVs
 
@@ -198,6 +199,7 @@ def test_status_info_and_export_field_by_field_in_a_plan_s_terms(prefix, ctxt, r
                 if await device.status.received.get_value() >= 1:
                     break
                 await asyncio.sleep(0.1)
+            await device.annotate_note.set("beam on")  # an annotation, as a plan makes one
             await device.export_path.set("run.npz")  # completes when the file is written
             return {"received": await device.status.received.get_value(), "pid": await device.info.pid.get_value(),
                     "last_error": await device.info.last_error.get_value(),
@@ -212,6 +214,11 @@ def test_status_info_and_export_field_by_field_in_a_plan_s_terms(prefix, ctxt, r
         assert ctxt.get(f"{prefix}:coll:EXPORT:path")["value"] == ""  # a put-to-execute PV keeps no request
         with pytest.raises(Exception, match="a path is needed"):
             ctxt.put(f"{prefix}:coll:EXPORT:path", "", timeout=5)
+        notes = read_recording(tmp_path / "run.npz").annotations
+        assert [(note.key, note.value) for note in notes] == [("note", "beam on")]
+        assert ctxt.get(f"{prefix}:coll:ANNOTATE:note")["value"] == ""
+        with pytest.raises(Exception, match="ANNOTATE: a key has at most 128 characters and a value at most 4096"):
+            ctxt.put(f"{prefix}:coll:ANNOTATE:note", "x" * 5000, timeout=5)
     finally:
         sources.stop()
 

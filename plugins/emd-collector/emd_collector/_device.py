@@ -238,6 +238,9 @@ class Collector(emd.MetaDevice):
         self.upload_status_pv = self.add_pv("UPLOAD_STATUS", {"state": "idle"}, type=UPLOAD_STATUS_TYPE,
                                             nt_fields=True)
         self.annotate_pv = self.add_pv("ANNOTATE", {}, type=ANNOTATE_TYPE, on_put=self._on_annotate)
+        # put-to-execute for plans and screens: a put of text is an annotation "note" at that time
+        self.add_pv("ANNOTATE:note", "", on_put=lambda text: self._on_annotate(
+            Value(ANNOTATE_TYPE, {"key": "note", "value": text, "time": 0.0})))
         self.annotations_pv = self.add_pv("ANNOTATIONS", [], nt=ANNOTATIONS_TABLE)
         self.history_pv = self.add_pv("HISTORY", {}, type=Type([]), on_rpc=self._on_history)
         # a run as one put (busy-record style): the put of 1 completes when the run ends
