@@ -20,7 +20,7 @@ $(DEMO_STAMP): $(PYPROJECTS) | $(BIN)/python
 	touch $@
 
 $(TEST_STAMP): $(PYPROJECTS) | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]" -e "plugins/emd-collector[pandas,xarray,plot]" -e "plugins/emd-dms[s3]" $(foreach p,$(PLUGINS),-e $(p))
+	$(BIN)/pip install --quiet -e ".[test]" -e "plugins/emd-collector[pandas,xarray,plot]" -e "plugins/emd-dms[s3]" -e plugins/emd-ophyd $(foreach p,$(PLUGINS),-e $(p))
 	touch $@
 
 demo: $(DEMO_STAMP)
