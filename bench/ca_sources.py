@@ -19,7 +19,7 @@ from epics_meta_devices._inputs import channel_access
 from epics_meta_devices.testing import IocProcess, unique_prefix, wait_until
 
 from ._common import Result, ask, start_helper, stop_helper
-from .collector import RATE, RECORD, SETTLE, cpu_seconds, device, window
+from .collector import RATE, RECORD, SETTLE, cpu_seconds, device, losses, window
 
 CPU_TARGET = 1.0
 """Collector CPU per CA update at most this times a bare aioca monitor's that only counts."""
@@ -77,14 +77,7 @@ def ingest(pvs: int, seconds: float, rounds: int = 2) -> list[Result]:
             print(f"  round {round + 1}: bare aioca monitor {first[1] + second[1]} updates, "
                   f"{bare_cpu[-1]:.1f} us CPU per update; collector {recorded.received} updates, "
                   f"{collector_cpu[-1]:.1f} us CPU per update", flush=True)
-    kept = sent = 0
-    for name in names:
-        values = arrays[f"{name}/value"]
-        kept += len(values)
-        sent += int(values[-1] - values[0]) + 1 if len(values) else 0
-    faults = [f"{k} {status[k]}" for k in ("dropped", "gaps", "disconnects") if status[k]]
-    if not status["received"] == status["stored"] == kept:
-        faults.append(f"received {status['received']}, stored {status['stored']}, kept {kept}")
+    kept, sent, _, faults = losses(arrays, names, status)
     print(f"  collector: {kept} samples kept of {sent} the IOC sent between each PV's first and last; "
           f"bare monitor saw {bare_jumps} jumps")
     name = f"{pvs} CA PVs at {RATE:g} Hz for {seconds:g} s"

@@ -250,12 +250,7 @@ def ingest(pvs: int, seconds: float, rounds: int = 2) -> list[Result]:
                   f"{collector_cpu[-1]:.1f} us CPU per update", flush=True)
     arrays = first_arrays
 
-    kept = sent = backwards = 0
-    for name in names:  # each record's values count its scans: a missing update is a skip
-        values = arrays[f"{name}/value"]
-        kept += len(values)
-        sent += int(values[-1] - values[0]) + 1 if len(values) else 0
-        backwards += int((values[1:] <= values[:-1]).sum())
+    kept, sent, backwards, faults = losses(arrays, names, status)
     expected = pvs * RATE * (seconds + SETTLE)  # the first round: enabled SETTLE before its window
     print("  collector, first round: STATUS " + ", ".join(
         f"{k}={status[k]}" for k in ("received", "stored", "dropped", "gaps", "disconnects",
@@ -264,11 +259,6 @@ def ingest(pvs: int, seconds: float, rounds: int = 2) -> list[Result]:
           f"and last ({status['received'] / expected:.1%} of {expected:.0f}), {backwards} out "
           f"of order; RSS grew {rss:.1f} MB ({rss * 1e6 / max(1, status['samples']):.0f} B per "
           f"sample)")
-    faults = [f"{k} {status[k]}" for k in ("dropped", "gaps", "disconnects") if status[k]]
-    if not status["received"] == status["stored"] == kept:
-        faults.append(f"received {status['received']}, stored {status['stored']}, kept {kept}")
-    if backwards:
-        faults.append(f"{backwards} repeated or out of order")
     name = f"{pvs} PVs at {RATE:g} Hz for {seconds:g} s"
     return [
         Result(f"ingest CPU per update, {name}", collector_cpu, bare_cpu,
@@ -280,6 +270,25 @@ def ingest(pvs: int, seconds: float, rounds: int = 2) -> list[Result]:
                [status["memory_bytes"] / status["samples"]], [SAMPLE_BYTES],
                "the sample's data (8+8+2+2 B)", limit=MEMORY_LIMIT, unit="B"),
     ]
+
+
+def losses(arrays: dict[str, Any], names: list[str], status: dict[str, Any]) -> tuple[int, int, int, list[str]]:
+    """Of an export of counting records (`arrays`) and the collector's STATUS: the samples
+    kept, the updates the IOC sent between each PV's first and last kept one (its values count
+    its scans, so a missing update is a skip), those repeated or out of order, and what went
+    wrong, in words (empty: nothing)."""
+    kept = sent = backwards = 0
+    for name in names:
+        values = arrays[f"{name}/value"]
+        kept += len(values)
+        sent += int(values[-1] - values[0]) + 1 if len(values) else 0
+        backwards += int((values[1:] <= values[:-1]).sum())
+    faults = [f"{k} {status[k]}" for k in ("dropped", "gaps", "disconnects") if status[k]]
+    if not status["received"] == status["stored"] == kept:
+        faults.append(f"received {status['received']}, stored {status['stored']}, kept {kept}")
+    if backwards:
+        faults.append(f"{backwards} repeated or out of order")
+    return kept, sent, backwards, faults
 
 
 def wait_received(collector: DeviceClient, count: int, timeout: float = 60.0) -> int:

@@ -9,8 +9,9 @@ from typing import Any, Iterator
 import bluesky.plan_stubs as bps
 import pytest
 from bluesky import RunEngine
-from bluesky.plans import count
+from bluesky.plans import count, scan
 from ophyd_async.core import wait_for_value
+from ophyd_async.epics.core import epics_signal_rw
 from ophyd_async.plan_stubs import ensure_connected
 
 import epics_meta_devices as emd
@@ -118,3 +119,32 @@ def test_one_plan_across_two_factories(prefix, ioc, engine):
         documents = documents_of(engine, plan())
         [event] = [doc for name, doc in documents if name == "event"]
         assert (event["data"]["a-val"], event["data"]["b-val"]) == (1.5, 3.0)
+
+
+def test_a_step_scan_moves_an_ioc_setpoint_while_a_processor_is_read(prefix, factory, engine):
+    """scan() moves a real IOC setpoint (an ophyd-async signal over pva://); at each point the
+    plan waits until the Calc has computed from the new setpoint, then reads it."""
+    db = 'record(ao, "$(P)sp") { field(VAL, "0") field(PINI, "YES") field(EGU, "A") field(PREC, "1") }\n'
+    with IocProcess(db, {"P": f"{prefix}:ps:"}, wait_for=f"{prefix}:ps:sp"):
+        setpoint = epics_signal_rw(float, f"pva://{prefix}:ps:sp", name="sp")
+
+        def at_each_point(detectors, step, pos_cache, take_reading=None):
+            yield from bps.move_per_step(step, pos_cache)
+            target = 2 * step[setpoint]
+            yield from bps.wait_for([lambda: wait_for_value(made["calc"].val, target, timeout=10)])
+            yield from bps.trigger_and_read(list(detectors) + [setpoint])
+
+        made: dict[str, EmdDevice] = {}
+
+        def plan():
+            yield from ensure_connected(setpoint)
+            made["calc"] = yield from create_device(factory, "calc.Calc", f"{prefix}:calc",
+                                            {"inputs": [f"{prefix}:ps:sp"], "expression": "A*2"})
+            yield from scan([made["calc"]], setpoint, 1.0, 5.0, num=5, per_step=at_each_point)
+            yield from delete_device(factory, made["calc"])
+
+        documents = documents_of(engine, plan())
+    events = [doc["data"] for name, doc in documents if name == "event"]
+    assert [(e["sp"], e["calc-val"]) for e in events] == [(p, 2 * p) for p in (1.0, 2.0, 3.0, 4.0, 5.0)]
+    [descriptor] = [doc for name, doc in documents if name == "descriptor"]
+    assert descriptor["data_keys"]["calc-val"]["units"] == "A"
