@@ -113,31 +113,26 @@ class ChannelAccess:
         aioca CANothing on each disconnect, passed to `callback` on the CA loop's thread.
         `on_control` gets the DBR_CTRL value (units, precision, limits, enum choices) at each
         connect and whenever those change (a second subscription, to DBE_PROPERTY events)."""
-        subscription = self.properties(name, on_control) if on_control is not None else CaSubscription(name)
+        subscription = self.properties(name, on_control) if on_control is not None else CaSubscription(name, self._loop)
 
         async def subscribe() -> None:
             aioca = self.aioca
             subscription.handles.append(aioca.camonitor(
                 name, callback, format=aioca.FORMAT_TIME, count=0, all_updates=True, notify_disconnect=True))
         self.call(subscribe(), 10.0)
-        subscription.close_in = self._close_on_loop
         return subscription
 
     def properties(self, name: str, on_control: Callable[[Any], None]) -> CaSubscription:
         """The DBR_CTRL value of `name` (units, precision, limits, enum choices) passed to
         `on_control` at each connect and whenever those change (DBE_PROPERTY events)."""
-        subscription = CaSubscription(name)
+        subscription = CaSubscription(name, self._loop)
 
         async def subscribe() -> None:
             aioca = self.aioca
             subscription.handles.append(aioca.camonitor(
                 name, on_control, events=aioca.DBE_PROPERTY, format=aioca.FORMAT_CTRL, count=1))
         self.call(subscribe(), 10.0)
-        subscription.close_in = self._close_on_loop
         return subscription
-
-    def _close_on_loop(self, handle: Any) -> None:
-        self._loop.call_soon_threadsafe(handle.close)
 
 
 class CaFeed:
@@ -263,18 +258,18 @@ def _feed_handlers() -> tuple[Any, Any]:
 
 
 class CaSubscription:
-    """A CA monitor opened by `ChannelAccess.monitor`; `close()` ends it."""
+    """aioca monitors of one PV opened by `ChannelAccess`; `close()` ends them (on the CA loop,
+    where aioca wants them closed)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, loop: asyncio.AbstractEventLoop) -> None:
         self.name = name
         self.handles: list[Any] = []
-        self.close_in: Callable[[Any], None] | None = None
+        self._loop = loop
 
     def close(self) -> None:
         handles, self.handles = self.handles, []
-        if self.close_in is not None:
-            for handle in handles:
-                self.close_in(handle)
+        for handle in handles:
+            self._loop.call_soon_threadsafe(handle.close)
 
 
 _channel_access: ChannelAccess | None = None
