@@ -30,6 +30,12 @@ CA_HINT_AFTER = 5.0
 """Seconds a bare (PVAccess) name may go unanswered before a device says it may be CA-only."""
 
 
+def ca_hint(name: str) -> str:
+    """What a device says of a bare (PVAccess) name no server answered within CA_HINT_AFTER s."""
+    return (f"no PVAccess server answered {name} within {CA_HINT_AFTER:g} s; "
+            f"if it is served by Channel Access only, name it ca://{name}")
+
+
 class InputNameError(ValueError):
     """An input PV name that cannot be used; the message says why and what would do."""
 
@@ -337,5 +343,5 @@ class CaValues:
         return self._types[key]
 
 
-__all__ = ["CA_HINT_AFTER", "InputNameError", "InputPV", "PROTOCOLS", "PV_NAME", "channel_access",
+__all__ = ["CA_HINT_AFTER", "ca_hint", "InputNameError", "InputPV", "PROTOCOLS", "PV_NAME", "channel_access",
            "parse_input", "without_scheme"]

@@ -20,7 +20,7 @@ from p4p import Value
 from p4p.nt import NTTable
 
 from ._device import MetaDevice
-from ._inputs import CA_HINT_AFTER, CaValues, InputNameError, channel_access, parse_input
+from ._inputs import CA_HINT_AFTER, CaValues, ca_hint, InputNameError, channel_access, parse_input
 from ._state import DeviceError, DeviceState
 
 TRIGGERS = ("any", "all", "period")
@@ -355,9 +355,7 @@ class ProcessingDevice(MetaDevice):
         unanswered = [self._sources[name] for name in missing
                       if "://" not in self._sources[name] and name not in self._connected]
         if self._hint_due and unanswered:
-            first = unanswered[0]
-            return (f"waiting for input {shown}{more}: no PVAccess server answered {first} within "
-                    f"{CA_HINT_AFTER:g} s; if it is served by Channel Access only, name it ca://{first}")
+            return f"waiting for input {shown}{more}: {ca_hint(unanswered[0])}"
         return f"waiting for input {shown}{more}"
 
     def _mark_outputs_invalid(self, message: str, timestamp: float | None = None) -> None:

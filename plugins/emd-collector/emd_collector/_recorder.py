@@ -21,7 +21,7 @@ import numpy as np
 from p4p import Value
 from p4p.client.raw import Context, Disconnected, Finished, RemoteError
 
-from epics_meta_devices._inputs import CA_CODES, CA_HINT_AFTER, DBR_ENUM, CaFeed, channel_access
+from epics_meta_devices._inputs import CA_CODES, CA_HINT_AFTER, DBR_ENUM, CaFeed, ca_hint, channel_access
 
 from ._buffer import RingBuffer, sample_bytes
 
@@ -378,8 +378,7 @@ class PVRecorder:
                 or self.counters["received"] or now - self.subscribed_at < CA_HINT_AFTER:
             return False
         self._hinted = True
-        self._event("unanswered", f"no PVAccess server answered {self.name} within {CA_HINT_AFTER:g} s; "
-                                  f"if it is served by Channel Access only, name it ca://{self.name}")
+        self._event("unanswered", ca_hint(self.name))
         return True
 
     def _on_exception(self, exc: Exception) -> None:
