@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import threading
 import time
 from collections import Counter
@@ -40,6 +41,9 @@ MAX_ANNOTATIONS = 100_000
 MAX_ANNOTATION_KEY, MAX_ANNOTATION_VALUE = 128, 4096
 """Characters of an annotation's key and value at most."""
 MAX_EXPORTS = 4
+MAX_ROW_READS = 64
+"""OUT:<pv>:ROWS:<first> PVs served at once (each is rebuilt while read): a ceiling for clients
+that open many and keep them."""
 """EXPORTs running or waiting at once (two run together); more are refused as busy: each holds
 a copy of the recording in memory."""
 DRAIN_DELAY = 0.02  # s the drain thread lets updates gather (see _drain_loop)
@@ -649,6 +653,8 @@ class _Output:
     version: int = -1
     kind: Any = None
     history: HistoryElements | None = None  # OUT only, while watched
+    first: int = 0  # ROWS only: the first row asked for
+    unclaimed: bool = True  # ROWS only: no publish has passed since it was made
     building: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -662,17 +668,22 @@ class OutputPVs:
         self.outputs: dict[str, _Output] = {}
         self.lock = threading.Lock()
 
-    def _resolve(self, name: str) -> tuple[PVRecorder, str] | None:
+    def _resolve(self, name: str) -> tuple[PVRecorder, str, int] | None:
+        """The recorder `name` serves, what of it ("out", "table", "rows" or "status") and,
+        for ROWS, the first row asked for."""
         recorders = self.collector.recorders
         out, status = f"{self.collector.prefix}:OUT:", f"{self.collector.prefix}:STATUS:"
         if name.startswith(out):
             rest = name[len(out):]
             if rest.endswith(":TABLE") and rest[:-6] in recorders:
-                return recorders[rest[:-6]], "table"
+                return recorders[rest[:-6]], "table", 0
+            source, rows, first = rest.rpartition(":ROWS:")
+            if rows and source in recorders and re.fullmatch(r"-?[0-9]{1,18}", first):
+                return recorders[source], "rows", int(first)
             if rest in recorders:
-                return recorders[rest], "out"
+                return recorders[rest], "out", 0
         elif name.startswith(status) and name[len(status):] in recorders:
-            return recorders[name[len(status):]], "status"
+            return recorders[name[len(status):]], "status", 0
         return None
 
     def testChannel(self, name: str) -> Any:
@@ -687,11 +698,14 @@ class OutputPVs:
         target = self._resolve(name)  # checked again: p4p may ask for names testChannel refused
         if target is None:
             raise KeyError(f"{name} is not served by {self.collector.prefix}")
+        recorder, what, first = target
         with self.lock:
             output = self.outputs.get(name)
-            if output is None or output.recorder is not target[0]:
+            if output is None or output.recorder is not recorder:
+                if what == "rows" and sum(o.what == "rows" for o in self.outputs.values()) >= MAX_ROW_READS:
+                    raise KeyError(f"{self.collector.prefix} serves at most {MAX_ROW_READS} ROWS PVs at once")
                 connections = _Connections()
-                output = _Output(target[0], target[1], SharedPV(handler=connections), connections)
+                output = _Output(recorder, what, SharedPV(handler=connections), connections, first=first)
                 self.outputs[name] = output
         self._refresh(output)  # current data for this client's first get (unless unchanged)
         return output.pv
@@ -699,9 +713,14 @@ class OutputPVs:
     def refresh(self) -> None:
         watched = []
         with self.lock:
-            for output in self.outputs.values():
+            for name, output in list(self.outputs.items()):
                 if output.connections.watched:
                     watched.append(output)
+                elif output.what == "rows":  # one per read: gone when its reader is
+                    if output.unclaimed:  # made a moment ago: its reader may not have attached yet
+                        output.unclaimed = False
+                    else:
+                        self.outputs.pop(name).pv.close()
                 else:
                     output.history = None  # its structures cost memory (~0.7 kB each)
         for output in watched:  # built outside the lock: a slow build holds up no new client
@@ -720,15 +739,21 @@ class OutputPVs:
             if output.version == recorder.version and output.pv.isOpen():
                 return  # nothing new since the last build: the served value is current
             output.version = recorder.version
-            columns, cursor = recorder.stored()
-            kind = recorder.kind or DEFAULT_KIND  # read after the columns: the kind they are of
-            if output.what == "out":
+            if output.what == "rows":
+                columns, first_row = recorder.rows(output.first)
+                kind = recorder.kind or DEFAULT_KIND  # read after the columns: the kind they are of
+                value = table_value(recorder, columns, first_row, timestamp=time.time())
+            elif output.what == "out":
+                columns, cursor = recorder.stored()
+                kind = recorder.kind or DEFAULT_KIND
                 limit = self.collector.config.history_limit
                 history = output.history  # one read: refresh() may let go of it meanwhile
                 if history is None or (history.kind, history.limit) != (kind, limit):
                     history = output.history = HistoryElements(kind, limit)
                 value = out_value(recorder, columns, history.update(columns, cursor))
             else:
+                columns, _ = recorder.stored()
+                kind = recorder.kind or DEFAULT_KIND
                 value = table_value(recorder, columns, timestamp=time.time())
         if not output.pv.isOpen():
             output.pv.open(value)

@@ -64,10 +64,7 @@ def out_type(kind: PVKind) -> Type:
 
 @lru_cache(maxsize=None)  # one type object per kind: post() needs the exact type of open()
 def table_nt(kind: PVKind) -> NTTable:
-    columns = [("time", "d"), ("time_ns", "l")]
-    if kind.kind != "waveform":  # NTTable columns are 1-D: waveforms stay in OUT:<pv>
-        columns.append(("value", kind.code))
-    return NTTable(columns + [("severity", "i"), ("status", "i")])
+    return NTTable(_table_columns(kind))
 
 
 class HistoryElements:
@@ -154,6 +151,19 @@ def out_value(recorder: PVRecorder, columns: dict[str, np.ndarray], history: lis
     })
 
 
+@lru_cache(maxsize=None)
+def rows_nt(kind: PVKind) -> NTTable:
+    """OUT:<pv>:ROWS:<first>: the TABLE's columns from row `first` on, with each row's number."""
+    return NTTable([("row", "l")] + [(label, code) for label, code in _table_columns(kind)])
+
+
+def _table_columns(kind: PVKind) -> list[tuple[str, str]]:
+    columns = [("time", "d"), ("time_ns", "l")]
+    if kind.kind != "waveform":  # NTTable columns are 1-D: waveforms stay in OUT:<pv>
+        columns.append(("value", kind.code))
+    return columns + [("severity", "i"), ("status", "i")]
+
+
 def table_rows(kind: PVKind, columns: dict[str, np.ndarray]) -> dict[str, Any]:
     """Columns for an NTTable (as NTTable.wrap takes them: one dict of arrays)."""
     if not len(columns.get("time_ns", ())):
@@ -169,11 +179,17 @@ def table_rows(kind: PVKind, columns: dict[str, np.ndarray]) -> dict[str, Any]:
     return rows
 
 
-def table_value(recorder: PVRecorder, columns: dict[str, np.ndarray], **kws: Any) -> Value:
+def table_value(recorder: PVRecorder, columns: dict[str, np.ndarray], first_row: int | None = None,
+                **kws: Any) -> Value:
+    """OUT:<pv>:TABLE of `columns`; with `first_row`, OUT:<pv>:ROWS (a ``row`` column numbering
+    them from `first_row`)."""
     kind = recorder.kind or DEFAULT_KIND
-    nt = table_nt(kind)
+    nt = table_nt(kind) if first_row is None else rows_nt(kind)
     value = nt.wrap([], **kws)
-    for name, column in table_rows(kind, columns).items():
+    rows = table_rows(kind, columns)
+    if first_row is not None and rows:
+        rows["row"] = np.arange(first_row, first_row + len(columns["time_ns"]), dtype=np.int64)
+    for name, column in rows.items():
         value[f"value.{name}"] = column
     for label in nt.labels:  # mark empty columns too, so an emptied table shows empty
         if not value.changed(f"value.{label}"):

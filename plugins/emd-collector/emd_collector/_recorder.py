@@ -136,6 +136,7 @@ class PVRecorder:
         self.lock = threading.Lock()  # guards buffer and events against the publisher's reads
         self.buffer: RingBuffer | None = None
         self.buffers_made = 0  # which buffer a spooling cursor was of (ids can be reused)
+        self.rows_before = 0  # samples appended to earlier buffers: rows are numbered across them
         self.kind: PVKind | None = None
         self.choices: list[str] = []
         self.units = ""
@@ -299,6 +300,8 @@ class PVRecorder:
             self._event("limited", f"buffer limited to {max_samples} samples by memory_limit_mb")
         with self.lock:
             self.kind = kind
+            if self.buffer is not None:
+                self.rows_before += self.buffer.appended
             self.buffer = RingBuffer(kind.dtype, max_samples, kind.width)
             self.buffers_made += 1
             self._py_type = type(value)
@@ -445,10 +448,32 @@ class PVRecorder:
             columns, dropped = self.buffer.since(appended)
             return columns, dropped, (self.buffers_made, self.buffer.appended)
 
+    def rows(self, first: int) -> tuple[dict[str, np.ndarray], int]:
+        """Copies of the columns from row `first` on, and the number of their first row.
+
+        Rows number every sample stored since the collector started, across CLEARs and new
+        buffers, so a reader that read up to row N asks for N+1 next and loses nothing unless the
+        returned first row is later (those rows were dropped by the full buffer, or cleared).
+        A negative `first` asks for the newest ``-first`` rows. A `first` beyond the next row
+        number can only come from before the recording was set up anew (a new collector
+        process): it reads from the oldest row, whose lower number tells the reader so."""
+        with self.lock:
+            if self.buffer is None:
+                return {}, self.rows_before
+            end = self.rows_before + self.buffer.appended  # the number the next row will get
+            oldest = end - self.buffer.count
+            if first < 0:
+                start = max(end + first, oldest)
+            else:
+                start = oldest if first > end else max(first, oldest)
+            return self.buffer.columns(first=start - oldest), start
+
     def clear(self) -> None:
         """Forget everything recorded; the next update sets the buffer up again (with the
         max_samples configured now)."""
         with self.lock:
+            if self.buffer is not None:
+                self.rows_before += self.buffer.appended
             self.buffer, self.kind, self._py_type, self._ca_type = None, None, None, -1
             self.choices, self.units = [], ""
             self.events.clear()
