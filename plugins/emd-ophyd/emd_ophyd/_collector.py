@@ -1,0 +1,195 @@
+"""Collector: an emd collector as a Bluesky flyer (Flyable, EventPageCollectable, Stoppable)
+that is also Readable in step scans.
+
+A fly scan is the collector's ACQUIRE run: kickoff puts ACQUIRE=1 without waiting, complete
+is that put's completion (the run ends by CONFIG's acquire_time or acquire_samples, or by
+`stop`, which puts ACQUIRE=0). collect_pages reads each recorded PV's ``OUT:<pv>:ROWS:<next>``,
+the rows stored since the last collect, and yields them as one event page per PV, each PV its
+own stream. Rows carry their number, so a collect that finds rows missing (the collector's ring
+dropped them before they were collected) says so instead of passing over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, AsyncIterator, Mapping
+
+import numpy as np
+from bluesky.protocols import EventPageCollectable, Flyable, Stoppable
+from ophyd_async.core import AsyncStatus, wait_for_value
+from p4p.client.asyncio import Context
+
+import epics_meta_devices as emd
+
+from ._device import EmdDevice
+
+log = logging.getLogger(__name__)
+
+GAP_SEVERITY, GAP_STATUS = 3, 7
+"""How the collector marks a gap (a disconnect, a stalled source): a row of severity INVALID and
+status CLIENT, NaN for numbers (docs/collector.md, "Gaps")."""
+
+READ_TIMEOUT = 30.0
+"""Seconds a read of the collector may take (a ROWS read of a long run is a few MB)."""
+
+_DTYPES = {"f": "number", "i": "integer", "u": "integer", "b": "boolean", "U": "string", "O": "string"}
+
+
+def data_key_name(device_name: str, pv: str) -> str:
+    """The event-page key of a recorded PV: the device's name, a dash, the PV name with every
+    character Bluesky keys should not hold (``:``, ``.``) as ``_``."""
+    return f"{device_name}-{re.sub(r'[^A-Za-z0-9_]', '_', pv)}"
+
+
+class Collector(EmdDevice, Flyable, EventPageCollectable, Stoppable):
+    """An emd collector under `prefix`: every EmdDevice signal (``config.input_pvs``,
+    ``config.acquire_time``, ``acquire``, ...) plus the flyer protocol. Each recorded PV is a
+    stream named by its data key with three keys: the value, ``<key>-severity`` (the alarm
+    severity per sample) and ``<key>-gap`` (true at the rows that mark a gap in the data).
+    `read` gives the newest sample of each PV."""
+
+    def __init__(self, prefix: str, name: str = "", config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(prefix, name=name, config=config)
+        self._context: Context | None = None
+        self._next_rows: dict[str, int] = {}
+        self._acquiring: AsyncStatus | None = None
+
+    # -- what is recorded -------------------------------------------------------------------------
+
+    def _pvs(self) -> list[str]:
+        """The recorded PVs as the collector names its OUT PVs (without ``ca://``/``pva://``)."""
+        return list(dict.fromkeys(emd.without_scheme(name) for name in self._input_pvs))
+
+    async def _load_input_pvs(self) -> None:
+        self._input_pvs = list(await self.config.input_pvs.get_value())
+
+    def _ctxt(self) -> Context:
+        if self._context is None:  # made on the RunEngine's loop, where it is used
+            self._context = Context("pva", nt=False)
+        return self._context
+
+    async def _rows(self, pv: str, first: int) -> Any:
+        """One read of ``OUT:<pv>:ROWS:<first>`` (its channel closed after: the collector lets
+        a ROWS PV go once its reader has)."""
+        name = f"{self.prefix}:OUT:{pv}:ROWS:{first}"
+        try:
+            return (await asyncio.wait_for(self._ctxt().get(name), READ_TIMEOUT)).value
+        finally:
+            self._ctxt().disconnect(name)
+
+    # -- fly scan ---------------------------------------------------------------------------------
+
+    @AsyncStatus.wrap
+    async def kickoff(self) -> None:
+        """Start an ACQUIRE run; done once the collector records. Collects from here on yield
+        what this run records."""
+        await self._load_input_pvs()
+        self._next_rows = {}
+        for pv in self._pvs():  # the next row of each PV: what the run records starts there
+            newest = await self._rows(pv, -1)
+            self._next_rows[pv] = int(newest["row"][-1]) + 1 if len(newest["row"]) else 0
+        self._acquiring = self.acquire.set(1, timeout=None)  # completes when the run ends
+        await self._until_recording()
+
+    async def _until_recording(self) -> None:
+        """Wait until the run started (ACQUIRE reads 1; STATE may be running already when the
+        put is refused) or the ACQUIRE put was refused."""
+        running = asyncio.ensure_future(wait_for_value(self.acquire, 1, timeout=None))
+        done, _ = await asyncio.wait([running, asyncio.ensure_future(self._acquiring.task)],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if running not in done:
+            running.cancel()
+            await self._acquiring  # raises the collector's reason (not configured, acquiring already)
+            # a run so short it ended before ACQUIRE was seen at 1: nothing to wait for
+
+    def complete(self) -> AsyncStatus:
+        """Done when the run ends (acquire_time, acquire_samples, `stop`, or ACQUIRE=0 from
+        anywhere); fails with the collector's message if the run did."""
+        if self._acquiring is None:
+            raise RuntimeError(f"{self.name or self.prefix}: complete() without kickoff()")
+        return self._acquiring
+
+    @AsyncStatus.wrap
+    async def stop(self, success: bool = True) -> None:
+        """End the ACQUIRE run (ACQUIRE=0); what was recorded stays to collect."""
+        await self.acquire.set(0)
+
+    async def describe_collect(self) -> dict[str, dict[str, Any]]:
+        """One stream per recorded PV, named as its value key (see `data_key_name`)."""
+        if not self._next_rows:
+            await self._load_input_pvs()
+        streams: dict[str, dict[str, Any]] = {}
+        for pv in self._pvs():
+            keys = await self._describe_pv(pv)
+            streams[next(iter(keys))] = keys
+        return streams
+
+    async def _describe_pv(self, pv: str) -> dict[str, Any]:
+        key = data_key_name(self.name, pv)
+        newest = await self._rows(pv, -1)
+        out = await asyncio.wait_for(self._ctxt().get(f"{self.prefix}:OUT:{pv}", "field(units,choices,kind)"),
+                                     READ_TIMEOUT)
+        source = f"pva://{self.prefix}:OUT:{pv}:ROWS"
+        value_key: dict[str, Any] = {"source": source, "shape": [], "units": out["units"],
+                                     "dtype": _DTYPES.get(np.asarray(newest["value"]).dtype.kind, "number")
+                                     if "value" in newest else "number"}
+        if out["kind"] == "enum":
+            value_key["choices"] = list(out["choices"])
+        return {
+            key: value_key,
+            f"{key}-severity": {"source": source, "shape": [], "dtype": "integer"},
+            f"{key}-gap": {"source": source, "shape": [], "dtype": "boolean"},
+        }
+
+    async def collect_pages(self) -> AsyncIterator[dict[str, Any]]:
+        """Per recorded PV, the rows stored since the last collect (since kickoff at first), as
+        one event page with the times the source stamped them."""
+        if not self._next_rows:
+            raise RuntimeError(f"{self.name or self.prefix}: collect before kickoff")
+        for pv, first in self._next_rows.items():
+            rows = await self._rows(pv, first)
+            numbers = np.asarray(rows["row"])
+            if not len(numbers):
+                continue
+            if numbers[0] > first:
+                log.warning("%s: rows %d to %d of %s were dropped by the collector's ring before "
+                            "they were collected (raise max_samples, or collect more often)",
+                            self.prefix, first, numbers[0] - 1, pv)
+            self._next_rows[pv] = int(numbers[-1]) + 1
+            yield self._page(pv, rows)
+
+    def _page(self, pv: str, rows: Any) -> dict[str, Any]:
+        key = data_key_name(self.name, pv)
+        # seconds + nanoseconds * 1e-9, as ophyd-async and p4p make a timestamp of the source's
+        # own: the same floats a reading of the PV itself gives (time_ns * 1e-9 rounds otherwise)
+        seconds, nanoseconds = np.divmod(np.asarray(rows["time_ns"], dtype=np.int64), 1_000_000_000)
+        times = (seconds + nanoseconds * 1e-9).tolist()
+        severity, status = np.asarray(rows["severity"]), np.asarray(rows["status"])
+        values = np.asarray(rows["value"]).tolist() if "value" in rows else [None] * len(times)
+        data = {key: values, f"{key}-severity": severity.tolist(),
+                f"{key}-gap": ((severity == GAP_SEVERITY) & (status == GAP_STATUS)).tolist()}
+        return {"time": times, "data": data, "timestamps": {name: times for name in data}}
+
+    # -- step scans -------------------------------------------------------------------------------
+
+    async def describe(self) -> dict[str, Any]:
+        await self._load_input_pvs()
+        keys: dict[str, Any] = {}
+        for pv in self._pvs():
+            keys.update(await self._describe_pv(pv))
+        return keys
+
+    async def read(self) -> dict[str, Any]:
+        """The newest sample of each recorded PV (none yet: no reading of it)."""
+        await self._load_input_pvs()
+        readings: dict[str, Any] = {}
+        for pv in self._pvs():
+            rows = await self._rows(pv, -1)
+            if len(rows["row"]):
+                page = self._page(pv, rows)
+                readings.update({name: {"value": values[0], "timestamp": page["time"][0]}
+                                 for name, values in page["data"].items()})
+        return readings
+
