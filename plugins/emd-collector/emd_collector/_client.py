@@ -21,7 +21,7 @@ from p4p import Type, Value
 import epics_meta_devices as emd
 
 from ._frames import DurationLike, PVSelection, TimeLike, in_range, time_ns, to_pandas, to_xarray
-from ._output import expand_alarms
+from ._output import epics_seconds, expand_alarms
 from ._recording import RecordedPV, Recording
 
 COLUMNS = "value,time_ns,alarm_row,alarm_severity,alarm_status,length,width,choices,kind"
@@ -56,7 +56,7 @@ class CollectorClient(emd.DeviceClient):
         ``value`` with ``length``. `start` and `end` (epoch seconds, datetime or ISO 8601
         text; None = open) keep the samples with start <= time <= end."""
         columns = dict(self.recorded(pv, start, end).columns)
-        columns["time"] = columns["time_ns"] * 1e-9
+        columns["time"] = epics_seconds(columns["time_ns"])
         return columns
 
     def recorded(self, pv: str, start: TimeLike | None = None, end: TimeLike | None = None) -> RecordedPV:

@@ -164,12 +164,20 @@ def _table_columns(kind: PVKind) -> list[tuple[str, str]]:
     return columns + [("severity", "i"), ("status", "i")]
 
 
+def epics_seconds(time_ns: np.ndarray) -> np.ndarray:
+    """Times as float seconds the way EPICS clients make them of a timeStamp (p4p, ophyd-async:
+    ``secondsPastEpoch + nanoseconds * 1e-9``), so a time read here equals, to the bit, the
+    one a client reading the source itself got (``time_ns * 1e-9`` differs in the last bit)."""
+    seconds, nanoseconds = np.divmod(time_ns, 1_000_000_000)
+    return seconds + nanoseconds * 1e-9
+
+
 def table_rows(kind: PVKind, columns: dict[str, np.ndarray]) -> dict[str, Any]:
     """Columns for an NTTable (as NTTable.wrap takes them: one dict of arrays)."""
     if not len(columns.get("time_ns", ())):
         return {}
     rows = {
-        "time": columns["time_ns"] * 1e-9,
+        "time": epics_seconds(columns["time_ns"]),
         "time_ns": columns["time_ns"],
         "severity": columns["severity"].astype(np.int32),
         "status": columns["status"].astype(np.int32),

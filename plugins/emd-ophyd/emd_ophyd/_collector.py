@@ -31,6 +31,10 @@ GAP_SEVERITY, GAP_STATUS = 3, 7
 """How the collector marks a gap (a disconnect, a stalled source): a row of severity INVALID and
 status CLIENT, NaN for numbers (docs/collector.md, "Gaps")."""
 
+PAGE_FIELDS = ("row", "time", "value", "severity", "status")
+PAGE_COLUMNS = f"field({','.join('value.' + name for name in PAGE_FIELDS)})"
+"""What a page needs of ROWS (``time``: float seconds as EPICS clients make them of the
+source's timestamps; ``time_ns`` would be the same again)."""
 READ_TIMEOUT = 30.0
 """Seconds a read of the collector may take (a ROWS read of a long run is a few MB)."""
 
@@ -53,7 +57,8 @@ class Collector(EmdDevice, Flyable, EventPageCollectable, Stoppable):
     def __init__(self, prefix: str, name: str = "", config: Mapping[str, Any] | None = None) -> None:
         super().__init__(prefix, name=name, config=config)
         self._context: Context | None = None
-        self._next_rows: dict[str, int] = {}
+        self._next_rows: dict[str, int] = {}  # per PV, the first row not yet collected
+        self._run_rows: dict[str, int] = {}  # per PV, the run's first row (its ROWS PV)
         self._acquiring: AsyncStatus | None = None
 
     # -- what is recorded -------------------------------------------------------------------------
@@ -70,14 +75,16 @@ class Collector(EmdDevice, Flyable, EventPageCollectable, Stoppable):
             self._context = Context("pva", nt=False)
         return self._context
 
-    async def _rows(self, pv: str, first: int) -> Any:
-        """One read of ``OUT:<pv>:ROWS:<first>`` (its channel closed after: the collector lets
-        a ROWS PV go once its reader has)."""
+    async def _rows(self, pv: str, first: int, keep: bool = False) -> Any:
+        """A read of ``OUT:<pv>:ROWS:<first>``: the columns a page needs. Its channel is closed
+        after (the collector lets a ROWS PV go once its reader has) unless `keep`: a run's
+        channel stays open from kickoff to the next, as a new channel costs a search (~12 ms)."""
         name = f"{self.prefix}:OUT:{pv}:ROWS:{first}"
         try:
-            return (await asyncio.wait_for(self._ctxt().get(name), READ_TIMEOUT)).value
+            return (await asyncio.wait_for(self._ctxt().get(name, PAGE_COLUMNS), READ_TIMEOUT)).value
         finally:
-            self._ctxt().disconnect(name)
+            if not keep:
+                self._ctxt().disconnect(name)
 
     # -- fly scan ---------------------------------------------------------------------------------
 
@@ -86,10 +93,16 @@ class Collector(EmdDevice, Flyable, EventPageCollectable, Stoppable):
         """Start an ACQUIRE run; done once the collector records. Collects from here on yield
         what this run records."""
         await self._load_input_pvs()
-        self._next_rows = {}
+        for pv, first in self._run_rows.items():  # the previous run's channels
+            self._ctxt().disconnect(f"{self.prefix}:OUT:{pv}:ROWS:{first}")
+        self._next_rows, self._run_rows = {}, {}
         for pv in self._pvs():  # the next row of each PV: what the run records starts there
             newest = await self._rows(pv, -1)
             self._next_rows[pv] = int(newest["row"][-1]) + 1 if len(newest["row"]) else 0
+            # open now: the collector serves this ROWS PV, refreshed while the run goes on and
+            # once more when it ends, until this reader lets it go
+            self._run_rows[pv] = self._next_rows[pv]
+            await self._rows(pv, self._run_rows[pv], keep=True)
         self._acquiring = self.acquire.set(1, timeout=None)  # completes when the run ends
         await self._until_recording()
 
@@ -145,31 +158,35 @@ class Collector(EmdDevice, Flyable, EventPageCollectable, Stoppable):
 
     async def collect_pages(self) -> AsyncIterator[dict[str, Any]]:
         """Per recorded PV, the rows stored since the last collect (since kickoff at first), as
-        one event page with the times the source stamped them."""
-        if not self._next_rows:
+        one event page with the times the source stamped them. The run's ROWS PV holds the
+        run's rows as of the collector's last publish (and all of them once the run ended):
+        rows a collect during the run does not see yet, the next one yields."""
+        if not self._run_rows:
             raise RuntimeError(f"{self.name or self.prefix}: collect before kickoff")
-        for pv, first in self._next_rows.items():
-            rows = await self._rows(pv, first)
+        for pv, run_first in self._run_rows.items():
+            rows = await self._rows(pv, run_first, keep=True)
             numbers = np.asarray(rows["row"])
+            first = self._next_rows[pv]
+            new = slice(int(np.searchsorted(numbers, first)), None)  # row numbers ascend
+            numbers = numbers[new]
             if not len(numbers):
                 continue
             if numbers[0] > first:
                 log.warning("%s: rows %d to %d of %s were dropped by the collector's ring before "
-                            "they were collected (raise max_samples, or collect more often)",
-                            self.prefix, first, numbers[0] - 1, pv)
+                            "they were collected (raise max_samples)", self.prefix, first, numbers[0] - 1, pv)
             self._next_rows[pv] = int(numbers[-1]) + 1
-            yield self._page(pv, rows)
+            yield self._page(pv, {column: np.asarray(rows[column])[new] for column in PAGE_FIELDS if column in rows})
 
     def _page(self, pv: str, rows: Any) -> dict[str, Any]:
+        """An event page of `rows` (columns of ROWS). Its columns are NumPy arrays, as
+        ophyd-async readings of arrays are: lists would cost more than reading them
+        (serialisers of documents, such as event-model's NumpyEncoder, take either)."""
         key = data_key_name(self.name, pv)
-        # seconds + nanoseconds * 1e-9, as ophyd-async and p4p make a timestamp of the source's
-        # own: the same floats a reading of the PV itself gives (time_ns * 1e-9 rounds otherwise)
-        seconds, nanoseconds = np.divmod(np.asarray(rows["time_ns"], dtype=np.int64), 1_000_000_000)
-        times = (seconds + nanoseconds * 1e-9).tolist()
+        times = np.asarray(rows["time"])  # the floats a reading of the source itself gives
         severity, status = np.asarray(rows["severity"]), np.asarray(rows["status"])
-        values = np.asarray(rows["value"]).tolist() if "value" in rows else [None] * len(times)
-        data = {key: values, f"{key}-severity": severity.tolist(),
-                f"{key}-gap": ((severity == GAP_SEVERITY) & (status == GAP_STATUS)).tolist()}
+        values = np.asarray(rows["value"]) if "value" in rows else np.full(len(times), None)
+        data = {key: values, f"{key}-severity": severity,
+                f"{key}-gap": (severity == GAP_SEVERITY) & (status == GAP_STATUS)}
         return {"time": times, "data": data, "timestamps": {name: times for name in data}}
 
     # -- step scans -------------------------------------------------------------------------------
@@ -189,7 +206,7 @@ class Collector(EmdDevice, Flyable, EventPageCollectable, Stoppable):
             rows = await self._rows(pv, -1)
             if len(rows["row"]):
                 page = self._page(pv, rows)
-                readings.update({name: {"value": values[0], "timestamp": page["time"][0]}
+                readings.update({name: {"value": values[-1].item(), "timestamp": float(page["time"][-1])}
                                  for name, values in page["data"].items()})
         return readings
 
