@@ -41,6 +41,8 @@ MAX_ANNOTATIONS = 100_000
 MAX_ANNOTATION_KEY, MAX_ANNOTATION_VALUE = 128, 4096
 """Characters of an annotation's key and value at most."""
 MAX_EXPORTS = 4
+MAX_UPLOAD_OPTIONS = 4096
+"""Characters of CONFIG upload_options at most."""
 MAX_ROW_READS = 64
 """OUT:<pv>:ROWS:<first> PVs served at once (each is rebuilt while read): a ceiling for clients
 that open many and keep them."""
@@ -67,6 +69,22 @@ UPLOAD_STATUS_TYPE = Type(
 SECRET_WORDS = ("password", "token", "secret", "credential")
 ANNOTATE_TYPE = Type([("key", "s"), ("value", "s"), ("time", "d")], id="emd:collector:annotate:1.0")
 ANNOTATIONS_TABLE = NTTable([("time", "d"), ("key", "s"), ("value", "s")])
+
+
+def upload_options(text: str, source: str) -> dict[str, Any]:
+    """Options of an upload from JSON text ("": none); ValueError saying what is wrong. Options
+    travel through PVs, so they must not carry credentials: those come from the host."""
+    if not text.strip():
+        return {}
+    try:
+        options = emd.config_from_json(text, source)
+    except emd.DeviceError as exc:
+        raise ValueError(str(exc)) from None
+    secret = [name for name in options if any(word in name.lower() for word in SECRET_WORDS)]
+    if secret:
+        raise ValueError(f"{source} must not carry credentials ({', '.join(secret)}): "
+                         "they come from the environment or config file where the collector runs")
+    return options
 
 
 @dataclass
@@ -107,6 +125,12 @@ class CollectorConfig:
     """Retries of an upload that failed in a way worth retrying (timeouts, server errors)."""
     upload_backoff: float = 1.0
     """Seconds before the first retry; doubled for each next one."""
+    upload_target: str = ""
+    """The uploader a put to UPLOAD:path uses (an installed one: directory, webdav, s3, nomad);
+    "": UPLOAD:path is refused. UPLOAD names its target in each request."""
+    upload_options: str = ""
+    """Options of UPLOAD:path's uploads, a JSON object (an endpoint the host configures, a
+    remote path); credentials are refused, they come from the host."""
     spool_file: str = ""
     """While recording, append new samples to this file in the data directory every
     spool_interval seconds, for readers to follow and so a crash loses at most one interval
@@ -149,6 +173,14 @@ class CollectorConfig:
             raise ValueError(f"publish_period must be between 0.05 and 3600 s, got {self.publish_period}")
         if not 0 <= self.upload_retries <= 100 or not 0 <= self.upload_backoff <= 3600:
             raise ValueError("upload_retries must be 0-100 and upload_backoff 0-3600 s")
+        if self.upload_target:
+            installed = emd.uploaders()
+            if self.upload_target not in installed:
+                raise ValueError(f"upload_target: no uploader {self.upload_target!r} installed "
+                                 f"(installed: {', '.join(sorted(installed)) or 'none (install emd-dms)'})")
+        if len(self.upload_options) > MAX_UPLOAD_OPTIONS:
+            raise ValueError(f"upload_options: at most {MAX_UPLOAD_OPTIONS} characters")
+        upload_options(self.upload_options, "upload_options")  # raises on bad options
         if not 0.05 <= self.spool_interval <= 3600:
             raise ValueError(f"spool_interval must be between 0.05 and 3600 s, got {self.spool_interval}")
         if not 1 <= self.history_limit <= MAX_HISTORY:
@@ -239,6 +271,8 @@ class Collector(emd.MetaDevice):
         self._exports = threading.BoundedSemaphore(MAX_EXPORTS)
         self._annotations_changed = False
         self.upload_pv = self.add_pv("UPLOAD", {}, type=UPLOAD_TYPE, on_put=self._on_upload)
+        # put-to-execute for plans and screens: a put of a path uploads it (CONFIG upload_target)
+        self.add_pv("UPLOAD:path", "", on_put=self._on_upload_path)
         self.upload_status_pv = self.add_pv("UPLOAD_STATUS", {"state": "idle"}, type=UPLOAD_STATUS_TYPE,
                                             nt_fields=True)
         self.annotate_pv = self.add_pv("ANNOTATE", {}, type=ANNOTATE_TYPE, on_put=self._on_annotate)
@@ -465,6 +499,31 @@ class Collector(emd.MetaDevice):
 
     def _on_upload(self, request: Value) -> None:
         """Check the request, queue the upload and answer at once; UPLOAD_STATUS follows it."""
+        self._queue_upload(request)
+
+    def _on_upload_path(self, path: str) -> Future:
+        """UPLOAD:path: upload `path` to CONFIG's upload_target with its upload_options; the
+        put completes when the upload ended, refused with the reason if it failed."""
+        config = self.config
+        if not config.upload_target:
+            raise emd.DeviceError("UPLOAD:path uploads to CONFIG upload_target, which is not set")
+        job = self._queue_upload(Value(UPLOAD_TYPE, {"path": path, "target": config.upload_target,
+                                                     "options": config.upload_options}))
+        ended: Future = Future()
+
+        def settle(job: Future) -> None:
+            failure = "the collector closed" if job.cancelled() else job.result()
+            if failure:
+                ended.set_exception(emd.DeviceError(f"upload of {path} to {config.upload_target} failed: {failure}"))
+            else:
+                ended.set_result(None)
+
+        job.add_done_callback(settle)
+        return ended
+
+    def _queue_upload(self, request: Value) -> Future:
+        """Check an UPLOAD request (DeviceError saying why not) and queue it; the future gives
+        None when the upload is done, or the message of its failure."""
         path = self.data_file(request["path"], create=False)
         target = request["target"].strip()
         uploaders = emd.uploaders()
@@ -473,11 +532,10 @@ class Collector(emd.MetaDevice):
             raise emd.DeviceError(f"no uploader {target!r} installed (installed: {installed})")
         # opened as the uploader will (no link followed, a FIFO does not block): refused now if not a regular file
         os.close(open_regular(self.host.root, self._parts(request["path"]), f"cannot upload {path}"))
-        options = emd.config_from_json(request["options"], "UPLOAD options") if request["options"].strip() else {}
-        secret = [name for name in options if any(word in name.lower() for word in SECRET_WORDS)]
-        if secret:  # options travel through PVs; credentials must not
-            raise emd.DeviceError(f"UPLOAD options must not carry credentials ({', '.join(secret)}): "
-                                  "they come from the environment or config file where the collector runs")
+        try:
+            options = upload_options(request["options"], "UPLOAD options")
+        except ValueError as exc:
+            raise emd.DeviceError(str(exc)) from None
         check = getattr(uploaders[target], "check", None)
         if check is not None:  # bad options refuse the put now, not later in UPLOAD_STATUS
             try:
@@ -486,10 +544,11 @@ class Collector(emd.MetaDevice):
                 raise emd.DeviceError(f"{target} upload: {exc}") from None
         self._queued_uploads += 1
         self._upload_status("queued", target, path)
-        self._uploads.submit(self._upload, uploaders[target], target, path, options)
+        return self._uploads.submit(self._upload, uploaders[target], target, path, options)
 
-    def _upload(self, uploader: Any, target: str, path: Path, options: dict[str, Any]) -> None:
-        """Upload with retries (doubling backoff) for failures worth retrying."""
+    def _upload(self, uploader: Any, target: str, path: Path, options: dict[str, Any]) -> str | None:
+        """Upload with retries (doubling backoff) for failures worth retrying; None when done,
+        else the failure's message (also in UPLOAD_STATUS)."""
         self._queued_uploads -= 1
         delay = self.config.upload_backoff
         attempts = self.config.upload_retries + 1
@@ -516,16 +575,17 @@ class Collector(emd.MetaDevice):
                 self._upload_status("done", target, path, attempt=attempt, location=str(location),
                                     bytes_done=size, bytes_total=size)
                 self.log.info("uploaded %s to %s (%s)", path.name, target, location)
-                return
+                return None
             if not retry or attempt == attempts:
                 self._upload_status("failed", target, path, attempt=attempt, message=message)
                 self.log.error("upload of %s to %s failed after %d attempt(s): %s", path.name, target, attempt, message)
-                return
+                return message
             self._upload_status("retrying", target, path, attempt=attempt, message=f"{message}; retrying in {delay:g} s")
             if self._closing.wait(delay):
                 self._upload_status("failed", target, path, attempt=attempt, message="collector closed")
-                return
+                return "collector closed"
             delay *= 2
+        return None  # not reached: the last attempt returns
 
     def _upload_status(self, state: str, target: str, path: Path, **fields: Any) -> None:
         self.upload_status_pv.post({"state": state, "target": target, "path": str(path),

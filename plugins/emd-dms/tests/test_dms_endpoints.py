@@ -124,3 +124,25 @@ def test_directory_destination_confined_to_the_roots(run_device, prefix, host, t
     assert client.wait_for_upload(30)["state"] == "done"
     assert (host["share"] / "beam" / "run.h5").exists()
 
+
+
+def test_upload_path_uploads_to_the_configured_target_and_completes_when_done(run_device, prefix, host, ctxt):
+    """UPLOAD:path, the put-to-execute form for plans and screens: CONFIG names the target and
+    its options once; a put of a path uploads it and completes when the upload has ended."""
+    client = collector(run_device, prefix, host)
+    with pytest.raises(emd.DeviceError, match="UPLOAD:path uploads to CONFIG upload_target, which is not set"):
+        client.put("UPLOAD:path", "run.h5")
+    with pytest.raises(Exception, match=r"upload_options must not carry credentials \(password\)"):
+        client.configure(upload_target="webdav", upload_options='{"endpoint": "archive", "password": "x"}')
+    with pytest.raises(Exception, match="upload_target: no uploader 'ftp' installed"):
+        client.configure(upload_target="ftp")
+    client.configure(upload_target="webdav", upload_options='{"endpoint": "archive", "remote_path": "nt"}')
+    ctxt.put(f"{prefix}:UPLOAD:path", "run.h5", timeout=30)  # returns once uploaded
+    assert (host["dav"].root / "nt" / "run.h5").read_bytes() == (host["root"] / "run.h5").read_bytes()
+    assert client.upload_status()["state"] == "done"
+    assert ctxt.get(f"{prefix}:UPLOAD:path")["value"] == ""  # keeps no request
+
+    host["dav"].stop()  # the server is gone: the put fails with the reason
+    with pytest.raises(Exception, match="upload of run.h5 to webdav failed: "):
+        ctxt.put(f"{prefix}:UPLOAD:path", "run.h5", timeout=30)
+    assert client.upload_status()["state"] == "failed"
