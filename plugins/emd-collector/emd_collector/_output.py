@@ -62,9 +62,14 @@ def out_type(kind: PVKind) -> Type:
     )
 
 
+TABLE_EXTRA = [("display", ("S", "display_t", [("units", "s"), ("description", "s")]))]
+"""TABLE and ROWS carry the source's units as NTScalar does (``display.units``): the Normative
+Types give NTTable no display, and a table of a PV's values needs its unit as much."""
+
+
 @lru_cache(maxsize=None)  # one type object per kind: post() needs the exact type of open()
 def table_nt(kind: PVKind) -> NTTable:
-    return NTTable(_table_columns(kind))
+    return NTTable(_table_columns(kind), extra=TABLE_EXTRA)
 
 
 class HistoryElements:
@@ -154,7 +159,7 @@ def out_value(recorder: PVRecorder, columns: dict[str, np.ndarray], history: lis
 @lru_cache(maxsize=None)
 def rows_nt(kind: PVKind) -> NTTable:
     """OUT:<pv>:ROWS:<first>: the TABLE's columns from row `first` on, with each row's number."""
-    return NTTable([("row", "l")] + [(label, code) for label, code in _table_columns(kind)])
+    return NTTable([("row", "l")] + _table_columns(kind), extra=TABLE_EXTRA)
 
 
 def _table_columns(kind: PVKind) -> list[tuple[str, str]]:
@@ -194,6 +199,8 @@ def table_value(recorder: PVRecorder, columns: dict[str, np.ndarray], first_row:
     kind = recorder.kind or DEFAULT_KIND
     nt = table_nt(kind) if first_row is None else rows_nt(kind)
     value = nt.wrap([], **kws)
+    value["display.units"] = recorder.units
+    value["display.description"] = f"{recorder.name} as recorded"
     rows = table_rows(kind, columns)
     if first_row is not None and rows:
         rows["row"] = np.arange(first_row, first_row + len(columns["time_ns"]), dtype=np.int64)

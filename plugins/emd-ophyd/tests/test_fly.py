@@ -100,6 +100,9 @@ def test_a_fly_scan_yields_what_the_ioc_served_with_its_timestamps(prefix, ioc, 
     [descriptor] = [doc for name, doc in documents if name == "descriptor" and key in doc["data_keys"]]
     assert descriptor["data_keys"][key]["units"] == "cts" and descriptor["data_keys"][key]["dtype"] == "number"
     assert descriptor["name"] == key  # one stream per recorded PV
+    with Context("pva", nt=False) as ctxt:  # the TABLE and ROWS NTTables carry the source's units too
+        for table in (f"{coll.prefix}:OUT:{pv}:TABLE", f"{coll.prefix}:OUT:{pv}:ROWS:-1"):
+            assert ctxt.get(table, "field(display)")["display"]["units"] == "cts"
 
 
 def test_a_source_lost_during_the_fly_scan_is_a_gap_in_the_pages(prefix, ioc, run_device):
