@@ -121,9 +121,10 @@ def test_one_plan_across_two_factories(prefix, ioc, engine):
         assert (event["data"]["a-val"], event["data"]["b-val"]) == (1.5, 3.0)
 
 
-def test_a_step_scan_moves_an_ioc_setpoint_while_a_processor_is_read(prefix, factory, engine):
+def test_a_step_scan_moves_an_ioc_setpoint_while_processors_are_read(prefix, factory, engine):
     """scan() moves a real IOC setpoint (an ophyd-async signal over pva://); at each point the
-    plan waits until the Calc has computed from the new setpoint, then reads it."""
+    plan waits until a Calc and a Stats device have computed from the new setpoint, then reads
+    them."""
     db = 'record(ao, "$(P)sp") { field(VAL, "0") field(PINI, "YES") field(EGU, "A") field(PREC, "1") }\n'
     with IocProcess(db, {"P": f"{prefix}:ps:"}, wait_for=f"{prefix}:ps:sp"):
         setpoint = epics_signal_rw(float, f"pva://{prefix}:ps:sp", name="sp")
@@ -131,7 +132,8 @@ def test_a_step_scan_moves_an_ioc_setpoint_while_a_processor_is_read(prefix, fac
         def at_each_point(detectors, step, pos_cache, take_reading=None):
             yield from bps.move_per_step(step, pos_cache)
             target = 2 * step[setpoint]
-            yield from bps.wait_for([lambda: wait_for_value(made["calc"].val, target, timeout=10)])
+            yield from bps.wait_for([lambda: wait_for_value(made["calc"].val, target, timeout=10),
+                                     lambda: wait_for_value(made["stats"].mean, step[setpoint], timeout=10)])
             yield from bps.trigger_and_read(list(detectors) + [setpoint])
 
         made: dict[str, EmdDevice] = {}
@@ -140,11 +142,16 @@ def test_a_step_scan_moves_an_ioc_setpoint_while_a_processor_is_read(prefix, fac
             yield from ensure_connected(setpoint)
             made["calc"] = yield from create_device(factory, "calc.Calc", f"{prefix}:calc",
                                             {"inputs": [f"{prefix}:ps:sp"], "expression": "A*2"})
-            yield from scan([made["calc"]], setpoint, 1.0, 5.0, num=5, per_step=at_each_point)
-            yield from delete_device(factory, made["calc"])
+            made["stats"] = yield from create_device(factory, "stats.Stats", f"{prefix}:stats",
+                                                     {"inputs": [f"{prefix}:ps:sp"], "window": 1})
+            yield from scan([made["calc"], made["stats"]], setpoint, 1.0, 5.0, num=5, per_step=at_each_point)
+            for device in made.values():
+                yield from delete_device(factory, device)
 
         documents = documents_of(engine, plan())
     events = [doc["data"] for name, doc in documents if name == "event"]
-    assert [(e["sp"], e["calc-val"]) for e in events] == [(p, 2 * p) for p in (1.0, 2.0, 3.0, 4.0, 5.0)]
+    assert [(e["sp"], e["calc-val"], e["stats-mean"], e["stats-count"]) for e in events] == \
+        [(p, 2 * p, p, 1) for p in (1.0, 2.0, 3.0, 4.0, 5.0)]
     [descriptor] = [doc for name, doc in documents if name == "descriptor"]
     assert descriptor["data_keys"]["calc-val"]["units"] == "A"
+    assert descriptor["data_keys"]["stats-mean"]["units"] == "A"  # the input's units
