@@ -17,7 +17,7 @@ import re
 from typing import Any, AsyncIterator, Mapping
 
 import numpy as np
-from bluesky.protocols import EventPageCollectable, Flyable, Stoppable
+from bluesky.protocols import EventPageCollectable, Flyable, Preparable, Stoppable
 from ophyd_async.core import AsyncStatus, wait_for_value
 from p4p.client.asyncio import Context
 
@@ -47,7 +47,7 @@ def data_key_name(device_name: str, pv: str) -> str:
     return f"{device_name}-{re.sub(r'[^A-Za-z0-9_]', '_', pv)}"
 
 
-class Collector(EmdDevice, Flyable, EventPageCollectable, Stoppable):
+class Collector(EmdDevice, Preparable, Flyable, EventPageCollectable, Stoppable):
     """An emd collector under `prefix`: every EmdDevice signal (``config.input_pvs``,
     ``config.acquire_time``, ``acquire``, ...) plus the flyer protocol. Each recorded PV is a
     stream named by its data key with three keys: the value, ``<key>-severity`` (the alarm
@@ -87,6 +87,15 @@ class Collector(EmdDevice, Flyable, EventPageCollectable, Stoppable):
                 self._ctxt().disconnect(name)
 
     # -- fly scan ---------------------------------------------------------------------------------
+
+    @AsyncStatus.wrap
+    async def prepare(self, value: Mapping[str, Any] | None = None) -> None:
+        """Ready for a kickoff: stop recording (ENABLE=0; a factory enables what it creates,
+        and ACQUIRE runs only from a disabled collector), then put the CONFIG fields of
+        `value` (``{"acquire_time": 10}``), each through ``CONFIG:<field>``, so a refusal
+        raises with the collector's message."""
+        await self.enable.set(False)
+        await self.put_config(value or {})
 
     @AsyncStatus.wrap
     async def kickoff(self) -> None:

@@ -35,12 +35,17 @@ class EmdDevice(Device, Stageable, Readable):
     async def stage(self) -> None:
         if self.stage_config:  # a device configures only while not running (a factory enables what it creates)
             await self.enable.set(False)
-        for field, value in self.stage_config.items():
+        await self.put_config(self.stage_config)
+        await self.enable.set(True)
+
+    async def put_config(self, fields: Mapping[str, Any]) -> None:
+        """Put each of `fields` through ``CONFIG:<field>`` (the device must be disabled): a
+        refusal raises with the device's own message, the fields before it stay applied."""
+        for field, value in fields.items():
             signal = getattr(getattr(self, "config", None), field, None)
             if signal is None:
                 raise ValueError(f"{self.prefix} has no CONFIG field {field!r}")
             await signal.set(value)
-        await self.enable.set(True)
 
     @AsyncStatus.wrap
     async def unstage(self) -> None:

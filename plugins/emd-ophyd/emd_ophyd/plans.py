@@ -20,16 +20,17 @@ from ._device import EmdDevice, Factory
 
 
 def create_device(factory: Factory, device_type: str, prefix: str, config: Mapping[str, Any] | None = None,
-                  name: str = "") -> Generator[Any, Any, EmdDevice]:
+                  name: str = "", device_class: type[EmdDevice] = EmdDevice) -> Generator[Any, Any, EmdDevice]:
     """Create `device_type` under `prefix` with `config` through `factory`; returns the new
-    device as a connected EmdDevice named `name` (default: the prefix's last part)."""
+    device as a connected `device_class` (EmdDevice, or `Collector` for a collector to fly)
+    named `name` (default: the prefix's last part)."""
 
     def create() -> None:
         with emd.FactoryClient(factory.prefix) as client:
             client.create(device_type, prefix, dict(config or {})).disconnect()
 
     yield from _run_in_thread(create)
-    device = EmdDevice(prefix, name=name or prefix.rsplit(":", 1)[-1])
+    device = device_class(prefix, name=name or prefix.rsplit(":", 1)[-1])
     yield from ensure_connected(device)
     return device
 

@@ -76,11 +76,13 @@ def run(engine: RunEngine, plan: Any) -> list[tuple[str, dict]]:
 
 def test_a_fly_scan_yields_what_the_ioc_served_with_its_timestamps(prefix, ioc, run_device):
     pv = f"{prefix}:ioc:count"
-    coll = collector(run_device, prefix, input_pvs=[pv], acquire_time=2.0)
+    coll = collector(run_device, prefix, input_pvs=[pv])
     served = Served(pv)
 
     def plan():
         yield from ensure_connected(coll)
+        yield from bps.mv(coll.enable, True)  # recording, as a collector a factory made is
+        yield from bps.prepare(coll, {"acquire_time": 2.0}, wait=True)  # disables it, sets the run's length
         yield from bps.open_run()
         yield from bps.kickoff(coll, wait=True)
         # collects every 0.5 s while the run goes on: each page holds only rows not yet collected
@@ -172,4 +174,15 @@ def test_a_kickoff_the_collector_refuses_raises_its_message(prefix, ioc, run_dev
         yield from bps.kickoff(coll, wait=True)
 
     with pytest.raises(Exception, match=r"is recording already \(ENABLE=1\): disable it, then put ACQUIRE=1"):
+        RunEngine({})(plan())
+
+
+def test_a_prepare_with_a_config_value_out_of_range_raises_the_collector_s_message(prefix, run_device):
+    coll = collector(run_device, prefix, input_pvs=[f"{prefix}:ioc:count"])
+
+    def plan():
+        yield from ensure_connected(coll)
+        yield from bps.prepare(coll, {"acquire_time": -1}, wait=True)
+
+    with pytest.raises(Exception, match="acquire_time must be between 0 and 86400 s"):
         RunEngine({})(plan())
