@@ -43,6 +43,13 @@ class ProcessingConfig:
     queue_size: int = 64
     """Updates each input monitor may hold (``record[queueSize=N,pipeline=true]``), so bursts
     are computed one by one instead of being squashed by p4p's default queue of 4."""
+    units: str = ""
+    """Units of the numeric outputs whose units the device type does not fix ("": those of the
+    input that triggered the computation): a Calc of ``A*B`` says what its product is in."""
+
+
+MAX_UNITS = 64
+"""Characters of CONFIG units at most (EPICS EGU holds 16)."""
 
 
 class ProcessingError(Exception):
@@ -170,6 +177,8 @@ class ProcessingDevice(MetaDevice):
             raise DeviceError(f"period must be a positive number of seconds, not {config.period!r}")
         if not 1 <= config.queue_size <= 100_000:
             raise DeviceError(f"queue_size must be 1 to 100000, not {config.queue_size!r}")
+        if len(config.units) > MAX_UNITS or not config.units.isprintable():
+            raise DeviceError(f"units: at most {MAX_UNITS} printable characters")
         sources = self._input_sources(config)
         missing = [name for name, pv in sources.items() if not pv.strip()]
         if missing or not sources:
@@ -309,9 +318,10 @@ class ProcessingDevice(MetaDevice):
             return
         message = worst.message if worst.severity else ""
         source = self.latest.get(trigger) or next((s for s in self.latest.values() if s.units), worst)
+        units = self.config.units or source.units
         for name, value in result.items():
             if name not in self.output_units:
-                self.output_pvs[name].show_units(source.units, source.precision)
+                self.output_pvs[name].show_units(units, source.precision)
             if value is not None:
                 self.output_pvs[name].post(value, timestamp=timestamp, severity=worst.severity,
                                            message=message)

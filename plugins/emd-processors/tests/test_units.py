@@ -35,6 +35,22 @@ def test_outputs_carry_their_inputs_units_and_precision(prefix, ctxt, ioc, run_d
     assert (val["display.units"], val["display.precision"]) == ("mm", 2)
 
 
+def test_config_units_replace_the_input_s_units_but_not_a_type_s_own(prefix, ctxt, ioc, run_device):
+    calc = run_device("calc.Calc", f"{prefix}:calc",
+                      config={"expression": "A*A", "inputs": [f"{ioc}x"], "units": "mm^2"})
+    calc.enable()
+    val = wait_for(ctxt, f"{prefix}:calc:VAL", valid(2.25))
+    assert (val["display.units"], val["display.precision"]) == ("mm^2", 2)
+    stats = run_device("stats.Stats", f"{prefix}:stats", config={"inputs": [f"{ioc}x"], "units": "m"})
+    stats.enable()
+    assert wait_for(ctxt, f"{prefix}:stats:MEAN", valid(1.5))["display.units"] == "m"
+    assert ctxt.get(f"{prefix}:stats:COUNT")["display.units"] == ""  # a count stays a count
+    calc.disable()
+    with pytest.raises(Exception, match="units: at most 64 printable characters"):
+        ctxt.put(f"{prefix}:calc:CONFIG:units", "x" * 65)
+    assert ctxt.get(f"{prefix}:calc:CONFIG:units")["value"] == "mm^2"  # nothing changed
+
+
 def test_stats_count_has_no_units_and_its_statistics_the_input_s(prefix, ctxt, ioc, run_device):
     run_device("stats.Stats", f"{prefix}:stats", config={"inputs": [f"{ioc}x"], "window": 2}).enable()
     mean = wait_for(ctxt, f"{prefix}:stats:MEAN", valid(1.5))
