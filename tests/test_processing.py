@@ -159,7 +159,7 @@ def test_period_trigger_computes_at_the_period(prefix, sources, run_device):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"trigger": "sometimes"}, "trigger must be one of any, all, period"),
+    ({"trigger": "sometimes"}, "CONFIG field 'trigger' expects one of 'any', 'all', 'period', got 'sometimes'"),
     ({"trigger": "period", "period": 0}, "period must be a positive number"),
     ({"x": ""}, "give the PV name of every input: x"),
     ({"queue_size": 0}, "queue_size must be 1 to 100000"),

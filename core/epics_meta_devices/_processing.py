@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from p4p import Value
 from p4p.nt import NTTable
@@ -23,7 +23,6 @@ from ._device import MetaDevice
 from ._inputs import CA_HINT_AFTER, CaValues, ca_hint, InputNameError, channel_access, parse_input
 from ._state import DeviceError, DeviceState
 
-TRIGGERS = ("any", "all", "period")
 INVALID = 3
 """EPICS alarm severities: 0 NO_ALARM, 1 MINOR, 2 MAJOR, 3 INVALID."""
 INPUTS_TABLE = NTTable([("input", "s"), ("pv", "s"), ("connected", "?"), ("severity", "i"),
@@ -35,7 +34,7 @@ class ProcessingConfig:
     """CONFIG fields every processing device has; a device type's Config subclasses this and
     adds a ``str`` field per input PV (or a ``list[str]`` field for a group of them)."""
 
-    trigger: str = "any"
+    trigger: Literal["any", "all", "period"] = "any"
     """When to compute: ``any`` input updated (once every input has a value), ``all`` inputs
     updated since the last computation, or every ``period`` seconds with the latest values."""
     period: float = 1.0
@@ -171,8 +170,6 @@ class ProcessingDevice(MetaDevice):
     def configure(self, config: Any) -> None:
         """Check the trigger, the period and that every input names a PV; subclasses that
         override this call ``super().configure(config)``."""
-        if config.trigger not in TRIGGERS:
-            raise DeviceError(f"trigger must be one of {', '.join(TRIGGERS)}, not {config.trigger!r}")
         if not config.period > 0:
             raise DeviceError(f"period must be a positive number of seconds, not {config.period!r}")
         if not 1 <= config.queue_size <= 100_000:

@@ -12,7 +12,7 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from p4p import Type, Value
 from p4p.client.raw import Context as RawContext
@@ -112,7 +112,7 @@ class CollectorConfig:
     """Annotations kept at most (1 to 100,000); ANNOTATE is refused beyond, until CLEAR."""
     decimate: int = 1
     """N-to-1 decimation of numeric scalars (1: off), as the EPICS compress record."""
-    decimate_mode: str = "mean"
+    decimate_mode: Literal["mean", "min", "max", "last"] = "mean"
     """mean, min, max or last."""
     deadband: float = 0.0
     """Store a numeric scalar only when it moved more than this since the last stored (0: off)."""

@@ -225,8 +225,8 @@ def test_disable_keeps_enable_appends_clear_empties(prefix, sources, run_device)
     client.start()  # the current value (2.0) arrives on connection, then new ones
     wait_until(lambda: client.status(name)["stored"] == 3, 10, "reconnected")
     sources.post("double", 3.0)
-    wait_until(lambda: client.status()["stored"] == 4, 10, "4 stored")
-    assert list(client.data(name)["value"]) == [0.0, 1.0, 2.0, 3.0]
+    # STATUS is posted just before OUT at each publish: wait for the data itself
+    wait_until(lambda: list(client.data(name)["value"]) == [0.0, 1.0, 2.0, 3.0], 10, "4 stored")
     client.clear()
     assert client.status()["samples"] == 0 and len(client.data(name)["value"]) == 0
 
@@ -271,7 +271,7 @@ def test_missing_pv_is_reported_and_the_rest_recorded(prefix, sources, run_devic
         ({"history_limit": 100_001}, "history_limit must be between 1 and 100000, got 100001"),
         ({"max_events": 0}, "max_events must be between 1 and 100000, got 0"),
         ({"queue_size": 1}, "queue_size must be between 4"),
-        ({"decimate_mode": "median"}, "mode must be one of mean, min, max, last"),
+        ({"decimate_mode": "median"}, "CONFIG field 'decimate_mode' expects one of 'mean', 'min', 'max', 'last', got 'median'"),
         ({"input_pvs": ["a"], "pv_options": ["a decimate=x"]}, "invalid literal"),
         ({"input_pvs": ["a"], "pv_options": ["a colour=red"]}, "pv_options 'a colour=red'"),
     ],
@@ -279,7 +279,7 @@ def test_missing_pv_is_reported_and_the_rest_recorded(prefix, sources, run_devic
 def test_bad_config_is_refused_and_nothing_changes(prefix, ctxt, run_device, config, reason):
     client = collector(run_device, prefix, input_pvs=["keep:me"])
     before = client.config
-    with pytest.raises(RemoteError, match="invalid CONFIG") as refused:
+    with pytest.raises(RemoteError) as refused:
         ctxt.put(f"{client.prefix}:CONFIG", config)
     assert reason in str(refused.value)
     assert client.config == before and client.state is emd.DeviceState.ready
