@@ -96,6 +96,10 @@ class ProcessingDevice(MetaDevice):
     outputs: ClassVar[Mapping[str, Any]] = {}
     """Output PVs served as ``PREFIX:<name>``, with initial values that set their types (float,
     int, bool, str, list of str, NumPy array)."""
+    output_descriptions: ClassVar[Mapping[str, str]] = {}
+    """What each output is, for screens (``display.description``, a record's DESC); a device
+    may change one with ``self.output_pvs[name].show_description(...)`` (a Calc shows its
+    expression)."""
     output_units: ClassVar[Mapping[str, str]] = {}
     """Fixed units of outputs ({"FREQUENCY": "Hz", "COUNT": ""}). Every other numeric output
     carries the units and precision of the input that triggered its computation (the first
@@ -122,6 +126,8 @@ class ProcessingDevice(MetaDevice):
         self.output_pvs = {name: self.add_pv(name, initial, display=True) for name, initial in self.outputs.items()}
         for name, units in self.output_units.items():
             self.output_pvs[name].show_units(units)
+        for name, description in self.output_descriptions.items():
+            self.output_pvs[name].show_description(description)
         """The DevicePV of every output, by name."""
         self._inputs_pv = self.add_pv("INPUTS", [], nt=INPUTS_TABLE)
         self._mark_outputs_invalid("not running")

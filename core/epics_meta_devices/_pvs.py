@@ -133,8 +133,9 @@ class DevicePV:
         V = self._nt.wrap(value, timestamp=stamp, **kws)
         if self._display_changed:  # once: a post keeps the fields it does not mark
             self._display_changed = False
-            for field, shown in self._display.items():
-                V[f"display.{field}"] = shown
+            if "display" in V:  # strings and booleans have no display
+                for field, shown in self._display.items():
+                    V[f"display.{field}"] = shown
         if isinstance(self._nt, NTTable):
             # NTTable.wrap leaves empty columns unmarked and post() keeps unmarked fields, so an
             # empty table would still show the old rows: mark every column.
@@ -155,7 +156,18 @@ class DevicePV:
     def show_units(self, units: str, precision: int | None = None) -> None:
         """Serve `units` (and `precision`) in the display structure from the next post on (a
         PV added with ``display=True``): what ophyd-async's describe() and screens show."""
-        display = {"units": units} if precision is None else {"units": units, "precision": precision}
+        shown = self._display
+        if shown.get("units") == units and (precision is None or shown.get("precision") == precision):
+            return  # the usual case: a processor shows the same units at every computation
+        self._show({"units": units} if precision is None else {"units": units, "precision": precision})
+
+    def show_description(self, description: str) -> None:
+        """Serve `description` in the display structure from the next post on (what a screen
+        shows as the PV's tooltip, as a record's DESC)."""
+        self._show({"description": description})
+
+    def _show(self, fields: dict[str, Any]) -> None:
+        display = {**self._display, **fields}
         if display != self._display:
             self._display, self._display_changed = display, True
 

@@ -49,6 +49,7 @@ class Calc(emd.ProcessingDevice):
                 f"the expression uses {', '.join(unbound)}, but only {len(config.inputs)} input(s) "
                 f"are configured ({', '.join(bound)}): add their PVs to inputs")
         self.expression = expression  # only now: a refused CONFIG leaves the old expression
+        self.output_pvs["VAL"].show_description(f"VAL = {config.expression}")  # at most MAX_LENGTH characters
 
     def compute(self, inputs: list[Any]) -> float:
         assert self.expression is not None  # configure ran before the device could start

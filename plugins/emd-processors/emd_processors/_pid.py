@@ -61,6 +61,7 @@ class PID(emd.ProcessingDevice):
     inputs = ("process_variable",)
     outputs = {"OUTPUT": 0.0, "ERROR": 0.0}
     output_units = {"OUTPUT": ""}  # the actuator's, which the loop does not read; ERROR: the measurement's
+    output_descriptions = {"OUTPUT": "what the loop writes to output_pv", "ERROR": "setpoint minus measurement"}
 
     def __init__(self, prefix: str, **kwargs: Any) -> None:
         super().__init__(prefix, **kwargs)

@@ -54,6 +54,7 @@ class Spectrum(emd.ProcessingDevice):
     inputs = ("waveform",)
     outputs = {"MAGNITUDE": np.zeros(0), "FREQUENCY": np.zeros(0)}
     output_units = {"FREQUENCY": "Hz"}  # MAGNITUDE: the input's units
+    output_descriptions = {"MAGNITUDE": "amplitude spectrum of the waveform", "FREQUENCY": "frequency of each bin"}
 
     def compute(self, waveform: Any) -> dict[str, np.ndarray]:
         what = f"input waveform ({self.config.waveform})"

@@ -42,6 +42,9 @@ class Stats(emd.ProcessingDevice):
     inputs = ("inputs",)
     outputs = {"COUNT": 0, "MEAN": 0.0, "STD": 0.0, "MIN": 0.0, "MAX": 0.0}
     output_units = {"COUNT": ""}  # MEAN, STD, MIN and MAX: the input's units
+    output_descriptions = {"COUNT": "samples in the window", "MEAN": "mean of the window",
+                           "STD": "standard deviation of the window", "MIN": "smallest in the window",
+                           "MAX": "largest in the window"}
     requires_all_inputs = False  # pooled: one input away must not hold up the others' samples
 
     def __init__(self, prefix: str, **kwargs: Any) -> None:

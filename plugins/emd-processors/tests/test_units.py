@@ -41,10 +41,12 @@ def test_config_units_replace_the_input_s_units_but_not_a_type_s_own(prefix, ctx
     calc.enable()
     val = wait_for(ctxt, f"{prefix}:calc:VAL", valid(2.25))
     assert (val["display.units"], val["display.precision"]) == ("mm^2", 2)
+    assert val["display.description"] == "VAL = A*A"  # a Calc describes its output by its expression
     stats = run_device("stats.Stats", f"{prefix}:stats", config={"inputs": [f"{ioc}x"], "units": "m"})
     stats.enable()
     assert wait_for(ctxt, f"{prefix}:stats:MEAN", valid(1.5))["display.units"] == "m"
     assert ctxt.get(f"{prefix}:stats:COUNT")["display.units"] == ""  # a count stays a count
+    assert ctxt.get(f"{prefix}:stats:STD")["display.description"] == "standard deviation of the window"
     calc.disable()
     with pytest.raises(Exception, match="units: at most 64 printable characters"):
         ctxt.put(f"{prefix}:calc:CONFIG:units", "x" * 65)
