@@ -71,6 +71,15 @@ ANNOTATE_TYPE = Type([("key", "s"), ("value", "s"), ("time", "d")], id="emd:coll
 ANNOTATIONS_TABLE = NTTable([("time", "d"), ("key", "s"), ("value", "s")])
 
 
+def installed_uploader(target: str) -> Any:
+    """The uploader named `target`; ValueError naming the installed ones when there is none."""
+    uploaders = emd.uploaders()
+    if target not in uploaders:
+        installed = ", ".join(sorted(uploaders)) or "none (install emd-dms)"
+        raise ValueError(f"no uploader {target!r} installed (installed: {installed})")
+    return uploaders[target]
+
+
 def upload_options(text: str, source: str) -> dict[str, Any]:
     """Options of an upload from JSON text ("": none); ValueError saying what is wrong. Options
     travel through PVs, so they must not carry credentials: those come from the host."""
@@ -174,10 +183,10 @@ class CollectorConfig:
         if not 0 <= self.upload_retries <= 100 or not 0 <= self.upload_backoff <= 3600:
             raise ValueError("upload_retries must be 0-100 and upload_backoff 0-3600 s")
         if self.upload_target:
-            installed = emd.uploaders()
-            if self.upload_target not in installed:
-                raise ValueError(f"upload_target: no uploader {self.upload_target!r} installed "
-                                 f"(installed: {', '.join(sorted(installed)) or 'none (install emd-dms)'})")
+            try:
+                installed_uploader(self.upload_target)
+            except ValueError as exc:
+                raise ValueError(f"upload_target: {exc}") from None
         if len(self.upload_options) > MAX_UPLOAD_OPTIONS:
             raise ValueError(f"upload_options: at most {MAX_UPLOAD_OPTIONS} characters")
         upload_options(self.upload_options, "upload_options")  # raises on bad options
@@ -526,17 +535,17 @@ class Collector(emd.MetaDevice):
         None when the upload is done, or the message of its failure."""
         path = self.data_file(request["path"], create=False)
         target = request["target"].strip()
-        uploaders = emd.uploaders()
-        if target not in uploaders:
-            installed = ", ".join(sorted(uploaders)) or "none (install emd-dms)"
-            raise emd.DeviceError(f"no uploader {target!r} installed (installed: {installed})")
+        try:
+            uploader = installed_uploader(target)
+        except ValueError as exc:
+            raise emd.DeviceError(str(exc)) from None
         # opened as the uploader will (no link followed, a FIFO does not block): refused now if not a regular file
         os.close(open_regular(self.host.root, self._parts(request["path"]), f"cannot upload {path}"))
         try:
             options = upload_options(request["options"], "UPLOAD options")
         except ValueError as exc:
             raise emd.DeviceError(str(exc)) from None
-        check = getattr(uploaders[target], "check", None)
+        check = getattr(uploader, "check", None)
         if check is not None:  # bad options refuse the put now, not later in UPLOAD_STATUS
             try:
                 check(path, options)
@@ -544,7 +553,7 @@ class Collector(emd.MetaDevice):
                 raise emd.DeviceError(f"{target} upload: {exc}") from None
         self._queued_uploads += 1
         self._upload_status("queued", target, path)
-        return self._uploads.submit(self._upload, uploaders[target], target, path, options)
+        return self._uploads.submit(self._upload, uploader, target, path, options)
 
     def _upload(self, uploader: Any, target: str, path: Path, options: dict[str, Any]) -> str | None:
         """Upload with retries (doubling backoff) for failures worth retrying; None when done,

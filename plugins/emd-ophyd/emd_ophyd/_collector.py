@@ -1,12 +1,13 @@
-"""Collector: an emd collector as a Bluesky flyer (Flyable, EventPageCollectable, Stoppable)
-that is also Readable in step scans.
+"""Collector: an emd collector as a Bluesky flyer (Preparable, Flyable, EventPageCollectable,
+Stoppable) that is also Readable in step scans.
 
-A fly scan is the collector's ACQUIRE run: kickoff puts ACQUIRE=1 without waiting, complete
-is that put's completion (the run ends by CONFIG's acquire_time or acquire_samples, or by
-`stop`, which puts ACQUIRE=0). collect_pages reads each recorded PV's ``OUT:<pv>:ROWS:<next>``,
-the rows stored since the last collect, and yields them as one event page per PV, each PV its
-own stream. Rows carry their number, so a collect that finds rows missing (the collector's ring
-dropped them before they were collected) says so instead of passing over it.
+A fly scan is the collector's ACQUIRE run: prepare disables the collector and sets the run's
+CONFIG, kickoff puts ACQUIRE=1 without waiting, complete is that put's completion (the run
+ends by CONFIG's acquire_time or acquire_samples, or by `stop`, which puts ACQUIRE=0).
+kickoff also opens each recorded PV's ``OUT:<pv>:ROWS:<first>`` at the run's first row;
+collect_pages gets it and yields the rows after the last it yielded, one event page per PV,
+each PV its own stream. Rows carry their number, so a collect that finds rows missing (the
+collector's ring dropped them before they were collected) says so instead of passing over it.
 """
 
 from __future__ import annotations
