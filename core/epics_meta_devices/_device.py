@@ -371,15 +371,27 @@ class MetaDevice(metaclass=_ServeAfterInit):
         if source.protocol == "ca":
             values = CaValues()
 
-            def from_ca(update: Any) -> None:  # on the CA loop's thread
+            def convert(update: Any) -> None:
                 try:
-                    value = Disconnected(str(update)) if is_disconnect(update) else values.value_of(update)
+                    value = values.value_of(update)
                 except Exception as exc:  # an update that cannot be converted: say so, keep monitoring
                     self.report_error(f"{pv_name}: {type(exc).__name__}: {exc}")
                     return
                 deliver(value)
 
-            subscription = channel_access().monitor(source.name, from_ca, values.control)
+            def from_ca(update: Any) -> None:  # both on the CA loop's thread
+                if is_disconnect(update):
+                    values.disconnected()
+                    deliver(Disconnected(str(update)))
+                else:
+                    for ready in values.take(update):  # held until the units and choices came
+                        convert(ready)
+
+            def on_control(control: Any) -> None:
+                for update in values.control(control):
+                    convert(update)
+
+            subscription = channel_access().monitor(source.name, from_ca, on_control)
         else:
             subscription = self.pva_client().monitor(
                 source.name, deliver, request=request, notify_disconnect=True

@@ -296,23 +296,54 @@ def is_disconnect(update: Any) -> bool:
     return not getattr(update, "ok", True)
 
 
+MAX_HELD = 1000
+"""CA updates a `CaValues` holds at most while it waits for the DBR_CTRL value of a connect."""
+
+
 class CaValues:
     """Turns one CA PV's updates into NT Values (NTScalar, NTScalarArray, NTEnum), the form
     every device reads PVAccess inputs in, so devices need no CA code. Units, precision and
-    enum choices come from a DBR_CTRL get made by `control()` at each connect."""
+    enum choices come from the DBR_CTRL value `control()` gets at each connect.
+
+    That value comes on a subscription of its own, so after a connect the first DBR_TIME
+    update may come before it: `take` holds updates until it came, so no value goes out
+    without its units or choices (a record that never updates again would keep none)."""
 
     def __init__(self) -> None:
         self.display: dict[str, Any] = {"units": "", "precision": 0, "limitLow": 0.0, "limitHigh": 0.0}
         self.choices: list[str] = []
         self._types: dict[tuple[str, bool], Type] = {}
+        self._controlled = False  # the DBR_CTRL value of this connection has come
+        self._held: list[Any] = []
 
-    def control(self, value: Any) -> None:
-        """Take units, precision, display limits and choices from a DBR_CTRL value."""
+    def control(self, value: Any) -> list[Any]:
+        """Take units, precision, display limits and choices from a DBR_CTRL value; returns
+        the updates held until it came, oldest first, to convert now."""
         self.display = {"units": str(getattr(value, "units", "") or ""),
                         "precision": int(getattr(value, "precision", 0) or 0),
                         "limitLow": float(getattr(value, "lower_disp_limit", 0) or 0),
                         "limitHigh": float(getattr(value, "upper_disp_limit", 0) or 0)}
         self.choices = [str(choice) for choice in getattr(value, "enums", [])]
+        return self._release()
+
+    def take(self, update: Any) -> list[Any]:
+        """The updates to convert now, given a new DBR_TIME `update`: none while this
+        connection's DBR_CTRL value has not come (`update` is held), else `update`. Beyond
+        MAX_HELD held updates they all go out as they are, rather than wait without end."""
+        if self._controlled:
+            return [update]
+        self._held.append(update)
+        return self._release() if len(self._held) > MAX_HELD else []
+
+    def disconnected(self) -> None:
+        """The next connect brings a new DBR_CTRL value: hold updates until it came."""
+        self._controlled = False
+        self._held.clear()
+
+    def _release(self) -> list[Any]:
+        self._controlled = True
+        held, self._held = self._held, []
+        return held
 
     def value_of(self, update: Any) -> Value:
         """The NT Value of a DBR_TIME update."""

@@ -112,3 +112,25 @@ def test_a_bare_name_only_ca_serves_gets_a_hint(prefix, ctxt, ca_ioc, run_device
              timeout=15)
     message = ctxt.get(f"{prefix}:calc:VAL")["alarm.message"]
     assert f"no PVAccess server answered {ca_ioc}a within 5 s" in message
+
+
+def test_updates_before_the_units_came_wait_for_them():
+    """After a connect, libca may deliver the first DBR_TIME update before the DBR_CTRL value
+    (units, precision, choices) of the other subscription: CaValues holds updates until it
+    came, so no value goes out without its units, and a record that never updates again still
+    gets them. (The objects stand in for aioca's values: only the order is tested here; the
+    real IOC tests above check units end to end.)"""
+    from types import SimpleNamespace
+
+    from epics_meta_devices._inputs import MAX_HELD, CaValues
+
+    values = CaValues()
+    assert values.take("first") == [] and values.take("second") == []  # held
+    assert values.control(SimpleNamespace(units="mm", precision=2)) == ["first", "second"]
+    assert values.display["units"] == "mm"
+    assert values.take("third") == ["third"]  # the units are known: at once
+    values.disconnected()  # a new connection brings its own DBR_CTRL value
+    assert values.take("fourth") == []
+    held = [values.take(n) for n in range(MAX_HELD)]
+    assert held[-1] == ["fourth", *range(MAX_HELD)]  # beyond MAX_HELD: out as they are, none lost
+    assert values.take("fifth") == ["fifth"]
