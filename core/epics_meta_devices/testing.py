@@ -207,6 +207,18 @@ class IocProcess:
                 ctxt.get(self.wait_for, timeout=timeout)
         return self
 
+    def kill_and_restart(self, status: Callable[[], dict[str, Any]], timeout: float = 40.0) -> None:
+        """An IOC crash as a recorder sees it: SIGKILL (no chance to close its connections),
+        wait until `status()` (a collector's STATUS:<pv>) shows the disconnect, start the IOC
+        again and wait until 5 more samples were stored."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(5)
+        wait_until(lambda: not status()["connected"], timeout, "the disconnect noticed")
+        before = status()["stored"]
+        self.start()
+        wait_until(lambda: status()["stored"] >= before + 5, timeout, "recording again after the restart")
+
     def output(self) -> str:
         """What the IOC printed so far."""
         self._output.seek(0)

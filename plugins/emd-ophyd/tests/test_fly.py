@@ -114,12 +114,7 @@ def test_a_source_lost_during_the_fly_scan_is_a_gap_in_the_pages(prefix, ioc, ru
 
     def lose_and_restore_the_ioc() -> None:
         wait_until(lambda: status.status(pv)["stored"] >= 5, 10, "recording")
-        ioc.process.kill()
-        ioc.process.wait(5)
-        wait_until(lambda: not status.status(pv)["connected"], 10, "the disconnect noticed")
-        before = status.status(pv)["stored"]
-        ioc.start()
-        wait_until(lambda: status.status(pv)["stored"] >= before + 5, 30, "recording again")
+        ioc.kill_and_restart(lambda: status.status(pv))
 
     def plan():
         yield from ensure_connected(coll)
